@@ -1,0 +1,1 @@
+"""segkd's shipped presets (YAML), installed as the package `segkd.presets`."""

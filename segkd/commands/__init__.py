@@ -1,0 +1,1 @@
+"""One module per subcommand: each has NAME, PANEL and `main` (typer parses its signature)."""

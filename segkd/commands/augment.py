@@ -1,0 +1,14 @@
+"""`segkd augment`: filled by a later issue."""
+
+from segkd.errors import NotImplementedYet
+
+NAME = "augment"
+PANEL = "Data"
+
+
+def main() -> None:
+    """Not implemented yet.
+
+    Example: [bold]segkd augment --help[/]
+    """
+    raise NotImplementedYet("'segkd augment' is not implemented yet")

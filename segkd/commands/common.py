@@ -1,0 +1,91 @@
+"""What every command shares: consoles, the error boundary, overrides, JSON output.
+
+Results (tables, `--json` documents) go to stdout; messages and progress go to stderr. Colour and progress
+bars switch off when stdout is not a terminal or `CI` is set.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+
+from segkd.errors import SegkdError
+
+PLAIN = os.environ.get("CI", "").lower() not in ("", "0", "false") or not sys.stdout.isatty()
+
+out = Console(no_color=PLAIN, highlight=False, soft_wrap=True)
+err = Console(stderr=True, no_color=PLAIN, highlight=False)
+
+
+class State:
+    debug = os.environ.get("SEGKD_DEBUG", "") not in ("", "0")
+
+
+def progress_enabled() -> bool:
+    """Progress bars only on an interactive terminal outside CI."""
+    return not PLAIN
+
+
+def run_guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The command boundary: a SegkdError becomes one red `error:` line and its exit code (2 input, 1 job).
+
+    Any other exception is a bug: one line and exit 1, the traceback only with --debug.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except SegkdError as e:
+            if State.debug:
+                traceback.print_exc()
+            err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+            raise typer.Exit(code=e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[red]error:[/] interrupted")
+            raise typer.Exit(code=130) from None
+        except Exception as e:  # noqa: BLE001  (a bug: keep the message to one line unless --debug)
+            if State.debug:
+                traceback.print_exc()
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            err.print(f"[red]error:[/] {type(e).__name__}: {msg} (rerun with --debug for the traceback)")
+            raise typer.Exit(code=1) from None
+
+    return wrapper
+
+
+def print_json(doc: Any) -> None:
+    """One JSON document on stdout, nothing else."""
+    sys.stdout.write(json.dumps(_finite(doc), indent=2, default=_jsonable) + "\n")
+    sys.stdout.flush()
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and inf are not JSON: they become null."""
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+OVERRIDES_HELP = "Config overrides after the options: [bold]key=value[/] with dotted keys, e.g. train.epochs=10"

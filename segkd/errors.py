@@ -1,0 +1,33 @@
+"""segkd's own error types.
+
+Every error a user can cause is a `SegkdError` whose message names the culprit (file, key or value).
+The CLI prints it as one red line and exits with `exit_code`: 2 for bad usage or input, 1 for a job that failed.
+"""
+
+
+class SegkdError(Exception):
+    """Bad usage or input: the message names the file, key or value."""
+
+    exit_code = 2
+
+
+class ConfigError(SegkdError):
+    """A preset, an override or a resolved config is invalid."""
+
+
+class DataError(SegkdError):
+    """A dataset file is missing, unreadable or inconsistent."""
+
+
+class WeightsError(SegkdError):
+    """A weights file does not fit the model it is loaded into."""
+
+
+class JobFailed(SegkdError):
+    """The job ran but failed (an export that does not verify, a NaN loss, ...)."""
+
+    exit_code = 1
+
+
+class NotImplementedYet(SegkdError):
+    """A command that a later release fills."""

@@ -1,0 +1,129 @@
+"""segkd checkpoints and weight loading.
+
+A segkd checkpoint is a dict saved with `torch.save`:
+    {"format": "segkd", "version": str, "arch": str, "model": state_dict, "config": resolved config dict,
+     "classes": [names], "palette": [[r, g, b]], ...training state in last.pt}
+It rebuilds itself: `load_checkpoint(path)` needs nothing else. Files are always read with
+`torch.load(..., weights_only=True)`.
+
+`load_weights(model, path)` also takes foreign state dicts (a paper's released weights): the model's family
+module maps their keys with its `checkpoint_filter_fn(state_dict, model)`, then the load is strict and a
+missing or unexpected key is an error naming it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from segkd import __version__
+from segkd.errors import WeightsError
+from segkd.models.registry import create_model
+
+FORMAT = "segkd"
+
+
+def read_weights_file(path: str | Path) -> Any:
+    """`torch.load` with weights_only=True; unreadable files fail naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, truncated zips, foreign objects refused by weights_only
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"{path}: not a readable weights file ({reason[:160]})") from None
+
+
+def is_segkd_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT and "model" in obj and "config" in obj
+
+
+def checkpoint_payload(model: nn.Module, config: dict, **extra: Any) -> dict:
+    """The dict a segkd checkpoint holds; `extra` adds training state (optimizer, epoch, ...)."""
+    return {
+        "format": FORMAT,
+        "version": __version__,
+        "arch": config["model"]["arch"],
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": config,
+        "classes": list(config["data"]["classes"]),
+        "palette": config["data"]["palette"],
+        **extra,
+    }
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A segkd checkpoint dict; anything else fails naming the file."""
+    obj = read_weights_file(path)
+    if not is_segkd_checkpoint(obj):
+        raise WeightsError(f"{path}: not a segkd checkpoint (use --preset to load a foreign state dict)")
+    return obj
+
+
+def build_model(model_cfg: dict) -> nn.Module:
+    """The model a config's `model` section describes (no weights loaded)."""
+    return create_model(model_cfg["arch"], num_classes=model_cfg["num_classes"], **model_cfg.get("options", {}))
+
+
+def load_checkpoint(path: str | Path) -> nn.Module:
+    """Rebuild the model from a segkd checkpoint alone and load its weights (eval mode)."""
+    ckpt = read_checkpoint(path)
+    model = build_model(ckpt["config"]["model"])
+    _load_strict(model, ckpt["model"], path)
+    return model.eval()
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a segkd checkpoint or a foreign state dict (layout detected by the family) into `model`."""
+    obj = read_weights_file(path)
+    if is_segkd_checkpoint(obj):
+        arch = getattr(model, "arch", None)
+        if arch is not None and obj["arch"] != arch:
+            raise WeightsError(f"{path}: checkpoint of model '{obj['arch']}', not '{arch}'")
+        state = obj["model"]
+    else:
+        state = unwrap_state_dict(obj, path)
+        filter_fn = getattr(importlib.import_module(type(model).__module__), "checkpoint_filter_fn", None)
+        if filter_fn is not None:
+            state = filter_fn(state, model)
+    _load_strict(model, state, path)
+    return model
+
+
+def unwrap_state_dict(obj: Any, path: str | Path) -> dict:
+    """A plain state dict out of the common wrappers ({'state_dict': ...}, {'model': ...}, `module.` prefix)."""
+    for key in ("state_dict", "model", "model_state"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: no state dict of tensors found")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def _load_strict(model: nn.Module, state: dict, path: str | Path) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        raise WeightsError(f"{path}: missing key '{missing[0]}'" + _more(missing))
+    if unexpected:
+        raise WeightsError(f"{path}: unexpected key '{unexpected[0]}'" + _more(unexpected))
+    for k, v in state.items():
+        if own[k].shape != v.shape:
+            raise WeightsError(
+                f"{path}: '{k}' has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}"
+                + (" (different number of classes?)" if v.ndim and own[k].ndim and v.shape[0] != own[k].shape[0] else "")
+            )
+    model.load_state_dict(state, strict=True)
+
+
+def _more(keys: list[str]) -> str:
+    return f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
