@@ -1,0 +1,1 @@
+"""Datasets (VOC, Cityscapes, plain folders), transforms, split lists and the demo-data generator."""

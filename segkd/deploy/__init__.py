@@ -1,0 +1,1 @@
+"""Deployment: ONNX export and verification, inference backends, benchmarking, visualisation."""
