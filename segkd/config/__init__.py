@@ -30,14 +30,10 @@ __all__ = [
 def load_config(preset: str, overrides: list[str] | dict | None = None) -> Config:
     """Resolve `preset` (name or YAML path), apply overrides, validate once."""
     raw = resolve_preset(preset)
-    where = f"{preset_path(preset)}: "
-    build_config(raw, where)  # the preset alone must be valid: errors name its file
+    cfg = build_config(raw, f"{preset_path(preset)}: ")  # the preset alone must be valid: errors name its file
     if overrides:
         parsed = parse_overrides(overrides) if isinstance(overrides, list) else overrides
-        raw = apply_overrides(raw, parsed)
-        cfg = build_config(raw)
-    else:
-        cfg = build_config(raw)
+        cfg = build_config(apply_overrides(raw, parsed))
     if not cfg.name:
         cfg.name = cfg.preset
     return cfg

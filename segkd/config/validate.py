@@ -35,9 +35,41 @@ def unknown_key_error(key: str, where: str = "") -> ConfigError:
     return ConfigError(f"{where}unknown key '{key}'{hint}")
 
 
+# key -> (lowest allowed, whether the bound is exclusive)
+_LOWER_BOUNDS = {
+    "model.num_classes": (1, False), "data.ignore_index": (0, False), "data.workers": (0, False),
+    "data.images": (1, False), "train.epochs": (1, False), "train.batch_size": (1, False), "train.lr": (0, True),
+    "train.min_lr": (0, False), "train.weight_decay": (0, False), "train.accumulate": (1, False),
+    "train.val_interval": (1, False), "train.save_period": (0, False), "train.freeze_epochs": (0, False),
+    "train.warmup_epochs": (0, False), "train.warmup_iters": (0, False), "train.min_lr_epochs": (0, False),
+    "distill.batch_size": (1, False),
+}
+
+
 def build_config(raw: dict, where: str = "") -> Config:
     """Validate `raw` against the schema and build the dataclasses. `where` prefixes messages (a file name)."""
-    return _build(Config, raw, "", where)
+    cfg = _build(Config, raw, "", where)
+    _check_ranges(cfg, where)
+    return cfg
+
+
+def _check_ranges(cfg: Config, where: str) -> None:
+    for key, (low, exclusive) in _LOWER_BOUNDS.items():
+        node: Any = cfg
+        for part in key.split("."):
+            node = getattr(node, part, None) if node is not None else None
+        if node is None:
+            continue
+        if node < low or (exclusive and node == low):
+            sign = ">" if exclusive else ">="
+            raise ConfigError(f"{where}{key}={node!r} must be {sign} {low}")
+    sizes = [("data.input_size", cfg.data.input_size)]
+    if cfg.distill is not None:
+        sizes.append(("distill.teacher.input_size", cfg.distill.teacher.input_size))
+    for key, size in sizes:
+        sides = [size] if isinstance(size, int) else size
+        if size is not None and (not 1 <= len(sides) <= 2 or min(sides) < 1):
+            raise ConfigError(f"{where}{key}={size!r} must be a positive side or [H, W]")
 
 
 def _build(cls: type, raw: Any, prefix: str, where: str) -> Any:

@@ -84,3 +84,14 @@ def test_every_shipped_preset_validates(name):
     cfg = load_config(name)
     assert cfg.model.arch
     assert cfg.model.num_classes >= 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=0", r"train.epochs=0 must be >= 1"),
+    ("train.lr=0", r"train.lr=0.0 must be > 0"),
+    ("data.input_size=[0,3]", r"data.input_size=\[0, 3\] must be a positive side"),
+    ("model.num_classes=0", r"model.num_classes=0 must be >= 1"),
+])
+def test_out_of_range_values(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("fastsegformer-p", [override])

@@ -1,0 +1,56 @@
+"""The CLI surface: commands listed, examples in every help, exit codes, --json purity."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from segkd.cli import app
+
+COMMANDS = ["split", "augment", "train", "distill", "eval", "predict", "export", "bench", "presets", "demo"]
+runner = CliRunner()
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert f" {name} " in result.output
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_help_has_an_example(name):
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output
+
+
+def test_presets_json_is_one_document():
+    result = runner.invoke(app, ["presets", "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    names = {r["name"] for r in rows}
+    assert {"fastsegformer-p", "efficientdet-d0-seg", "efficientdet-d4-seg", "pp-mobileseg-tiny"} <= names
+
+
+def test_presets_show_resolves_base():
+    result = runner.invoke(app, ["presets", "show", "mobilev3-small-lraspp", "--json"])
+    assert result.exit_code == 0
+    cfg = json.loads(result.stdout)
+    assert cfg["model"]["arch"] == "mobilev3_small_lraspp"
+    assert cfg["train"]["optimizer"] == "sgd"  # inherited from mobilev3-large-lraspp
+
+
+def test_unknown_preset_is_one_line_exit_2():
+    result = runner.invoke(app, ["presets", "show", "fastsegformer-x"])
+    assert result.exit_code == 2
+    assert "error: unknown preset 'fastsegformer-x'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_console_script_runs_as_module():
+    proc = subprocess.run([sys.executable, "-m", "segkd", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("segkd ")
