@@ -15,12 +15,13 @@ from typing import Any, Callable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from segkd.errors import SegkdError
 
 PLAIN = os.environ.get("CI", "").lower() not in ("", "0", "false") or not sys.stdout.isatty()
 
-out = Console(no_color=PLAIN, highlight=False, soft_wrap=True)
+out = Console(no_color=PLAIN, highlight=False, width=None if sys.stdout.isatty() else 200)  # pipes: no wrap
 err = Console(stderr=True, no_color=PLAIN, highlight=False)
 
 
@@ -48,7 +49,7 @@ def run_guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except SegkdError as e:
             if State.debug:
                 traceback.print_exc()
-            err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+            err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # one line, never wrapped
             raise typer.Exit(code=e.exit_code) from None
         except KeyboardInterrupt:
             err.print("[red]error:[/] interrupted")
@@ -57,7 +58,8 @@ def run_guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             if State.debug:
                 traceback.print_exc()
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            err.print(f"[red]error:[/] {type(e).__name__}: {msg} (rerun with --debug for the traceback)")
+            err.print(f"[red]error:[/] {type(e).__name__}: {escape(msg)} (rerun with --debug for the traceback)",
+                      soft_wrap=True)
             raise typer.Exit(code=1) from None
 
     return wrapper

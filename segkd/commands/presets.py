@@ -26,11 +26,9 @@ def preset_rows() -> list[dict]:
                "distill": cfg.distill is not None, "paper": cfg.paper}
         try:
             row["family"] = model_family(cfg.model.arch)
-            with torch.device("meta"):
-                model = build_model(config_to_dict(cfg)["model"])
-            row["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
+            row["params_m"] = _count_params(config_to_dict(cfg)["model"]) / 1e6
         except SegkdError:
-            row["family"] = f"{cfg.model.arch} (not available yet)"
+            row["family"] = f"{cfg.model.arch} (planned)"
         rows.append(row)
     return rows
 
@@ -80,6 +78,16 @@ def main(
         print_json(config_to_dict(cfg))
     else:
         out.print(dump_config(cfg), end="", markup=False)
+
+
+def _count_params(model_cfg: dict) -> int:
+    """Parameters of the model a config describes: built on the meta device (no memory), else on the CPU."""
+    try:
+        with torch.device("meta"):
+            model = build_model(model_cfg)
+    except (NotImplementedError, RuntimeError):  # a model whose __init__ reads tensor values
+        model = build_model(model_cfg)
+    return sum(p.numel() for p in model.parameters())
 
 
 def _tap_shapes(cfg) -> dict:
