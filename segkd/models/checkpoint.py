@@ -74,7 +74,7 @@ def load_checkpoint(path: str | Path) -> nn.Module:
     """Rebuild the model from a segkd checkpoint alone and load its weights (eval mode)."""
     ckpt = read_checkpoint(path)
     model = build_model(ckpt["config"]["model"])
-    _load_strict(model, ckpt["model"], path)
+    load_state_strict(model, ckpt["model"], path)
     return model.eval()
 
 
@@ -91,7 +91,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         filter_fn = getattr(importlib.import_module(type(model).__module__), "checkpoint_filter_fn", None)
         if filter_fn is not None:
             state = filter_fn(state, model)
-    _load_strict(model, state, path)
+    load_state_strict(model, state, path)
     return model
 
 
@@ -108,7 +108,8 @@ def unwrap_state_dict(obj: Any, path: str | Path) -> dict:
     return obj
 
 
-def _load_strict(model: nn.Module, state: dict, path: str | Path) -> None:
+def load_state_strict(model: nn.Module, state: dict, path: str | Path) -> None:
+    """Load `state` into `model`: every key must match by name and shape, or the error names the first that does not."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
