@@ -1,14 +1,91 @@
-"""`segkd demo`: filled by a later issue."""
+"""`segkd demo`: the segkd story offline on synthetic navel-orange defect data, as a sequence of steps.
 
-from segkd.errors import NotImplementedYet
+`run_demo` runs `STEPS` in order; each step is a plain function of the `DemoRun` that returns its summary
+(a dict, shown as one table row and kept in `--json`). Today: the data step (generate + stratified split).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import typer
+from rich.table import Table
+
+from segkd.commands.common import err, out, print_json
+from segkd.data import open_dataset
+from segkd.data.synthetic import CLASSES, generate_oranges
 
 NAME = "demo"
 PANEL = "Data"
 
 
-def main() -> None:
-    """Not implemented yet.
+@dataclass
+class DemoRun:
+    """Where the demo writes and what each finished step reported."""
 
-    Example: [bold]segkd demo --help[/]
+    out: Path
+    images: int = 200
+    size: int = 256
+    seed: int = 0
+    results: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def data_root(self) -> Path:
+        return self.out / "oranges"
+
+
+def step_data(run: DemoRun) -> dict:
+    """Generate the orange-defect dataset under OUT/oranges with stratified 6:2:2 lists."""
+    start = time.perf_counter()
+    root = generate_oranges(run.data_root, run.images, (run.size, run.size), run.seed)
+    splits = {s: len(open_dataset(root, s, num_classes=len(CLASSES))) for s in ("train", "val", "test")}
+    return {"root": str(root), "images": run.images, "size": run.size, "classes": CLASSES, "splits": splits,
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+STEPS: list[tuple[str, Callable[[DemoRun], dict]]] = [("data", step_data)]
+
+
+def run_demo(out: Path | str, images: int = 200, size: int = 256, seed: int = 0) -> DemoRun:
+    """Run every demo step in order; a step fails with a SegkdError naming its culprit."""
+    run = DemoRun(Path(out), images, size, seed)
+    for name, step in STEPS:
+        run.results[name] = step(run)
+    return run
+
+
+def next_commands(run: DemoRun) -> list[str]:
+    return [f"segkd train --preset fastsegformer-p data.root={run.data_root} train.epochs=20 train.batch_size=8"]
+
+
+def main(
+    out_dir: Path = typer.Option(Path("demo"), "--out", help="Folder for everything the demo writes."),
+    images: int = typer.Option(200, "--images", help="Number of synthetic images."),
+    size: int = typer.Option(256, "--size", help="Image side in pixels."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed writes byte-identical files."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of a table."),
+) -> None:
+    """Run the segkd demo offline: synthetic navel-orange defect data (sunburn, ulcer, wind scarring), split.
+
+    Writes OUT/oranges (VOC layout, classes.txt, stratified 6:2:2 lists). An existing non-empty OUT/oranges
+    is replaced only if the demo made it.
+
+    Example: [bold]segkd demo --out demo --images 200 --size 256[/]
     """
-    raise NotImplementedYet("'segkd demo' is not implemented yet")
+    run = run_demo(out_dir, images, size, seed)
+    if as_json:
+        print_json({"steps": run.results, "next": next_commands(run)})
+        return
+    data = run.results["data"]
+    table = Table(title=f"segkd demo: {run.out}")
+    for column in ("step", "result", "seconds"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    splits = " / ".join(f"{n} {s}" for s, n in data["splits"].items())
+    table.add_row("data", f"{data['root']}: {data['images']} images {size}×{size}, {splits}", f"{data['seconds']:.1f}")
+    out.print(table)
+    err.print("next:", soft_wrap=True)
+    for command in next_commands(run):
+        err.print(f"  {command}", markup=False, soft_wrap=True)

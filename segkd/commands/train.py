@@ -1,14 +1,74 @@
-"""`segkd train`: filled by a later issue."""
+"""`segkd train`: train a preset's model on a dataset folder; runs/train/<name>/ holds weights, results, plots."""
 
-from segkd.errors import NotImplementedYet
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
+from segkd.config import Config, load_config, parse_overrides
+from segkd.engine.checkpointing import resume_config
+from segkd.engine.eval_report import metrics_table
+from segkd.engine.trainer import Trainer
+from segkd.errors import ConfigError
 
 NAME = "train"
 PANEL = "Train"
 
 
-def main() -> None:
-    """Not implemented yet.
+def run_config(preset: Optional[str], data: Optional[str], overrides: list[str] | None) -> Config:
+    """The config a train/distill command runs: a preset + --data + overrides, or a last.pt to resume."""
+    parsed = parse_overrides(overrides or [])
+    if data is not None:
+        parsed["data.root"] = data
+    resume = parsed.get("resume")
+    if resume:
+        if preset is not None:
+            raise ConfigError("resume=FILE continues the run saved in FILE: drop --preset")
+        return resume_config(resume, parsed)
+    if preset is None:
+        raise ConfigError("--preset NAME is required (see `segkd presets`), or resume=runs/train/<name>/weights/last.pt")
+    return load_config(preset, parsed)
 
-    Example: [bold]segkd train --help[/]
+
+def show_validation(trainer: Trainer) -> None:
+    """on_fit_epoch_end: the per-class table after each validation (stderr)."""
+    if trainer.metrics is not None:
+        err.print(metrics_table(trainer.metrics, title=f"val, epoch {trainer.epoch + 1}/{trainer.cfg.train.epochs}"))
+
+
+def run_command(trainer: Trainer, as_json: bool) -> dict[str, Any]:
+    """Attach the console callbacks, train, print the summary (a table, or one JSON document)."""
+    trainer.add_callback("on_fit_epoch_end", show_validation)
+    summary = trainer.train()
+    if as_json:
+        print_json(summary)
+        return summary
+    table = Table(title=f"segkd {trainer.command}: {summary['save_dir']}")
+    table.add_column("item")
+    table.add_column("value")
+    best = summary["best_miou"]
+    table.add_row("best mIoU", f"{100 * best:.2f}% (epoch {summary['best_epoch']})" if best is not None else "-")
+    for key in ("best", "last", "results"):
+        table.add_row(key, str(summary[key]))
+    table.add_row("time", f"{summary['time_s']:.1f}s on {summary['device']} ({summary['precision']})")
+    out.print(table)
+    return summary
+
+
+def main(
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name or YAML file (`segkd presets`)."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset folder (sets data.root)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final summary as one JSON document."),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Train a model from a preset; weights, results.csv and plots go to runs/train/<name>/.
+
+    Resume an interrupted run with [bold]resume=runs/train/<name>/weights/last.pt[/] (its saved config is used).
+
+    Example: [bold]segkd train --preset fastsegformer-p --data demo/oranges train.epochs=50[/]
     """
-    raise NotImplementedYet("'segkd train' is not implemented yet")
+    cfg = run_config(preset, data, overrides)
+    run_command(Trainer(cfg, "train", progress=progress_enabled(), console=err), as_json)

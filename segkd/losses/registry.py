@@ -43,8 +43,14 @@ def loss_class(name: str) -> type[nn.Module]:
     return _losses[name]
 
 
-def build_loss(spec: dict[str, Any], where: str = "loss") -> tuple[str, float, nn.Module]:
-    """(name, weight, module) from `{name|loss: ..., weight: ..., **kwargs}`."""
+def build_loss(
+    spec: dict[str, Any], where: str = "loss", defaults: dict[str, Any] | None = None
+) -> tuple[str, float, nn.Module]:
+    """(name, weight, module) from `{name|loss: ..., weight: ..., **kwargs}`.
+
+    `defaults` fill constructor arguments the spec leaves out, where the loss takes them (e.g. the data's
+    ignore index).
+    """
     spec = dict(spec)
     name = spec.pop("name", None) or spec.pop("loss", None)
     if name is None:
@@ -54,6 +60,7 @@ def build_loss(spec: dict[str, Any], where: str = "loss") -> tuple[str, float, n
         raise ConfigError(f"{where}: weight={weight!r} of loss '{name}' is not a number")
     cls = loss_class(name)
     params = inspect.signature(cls).parameters
+    spec = {k: v for k, v in (defaults or {}).items() if k in params} | spec
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         for key in spec:
             if key not in params:

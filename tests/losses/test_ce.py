@@ -59,3 +59,10 @@ def test_built_from_yaml_spec(logits, target):
     assert loss(logits, target).item() == pytest.approx(1.75 * LN2, abs=1e-6)
     with pytest.raises(ConfigError, match="loss 'ce' has no option 'ohem'"):
         build_loss({"name": "ce", "ohem": 0.7})
+
+
+def test_build_loss_fills_ignore_index_default_unless_set():
+    _, _, loss = build_loss({"name": "ce"}, defaults={"ignore_index": 4})
+    assert loss.ignore_index == 4
+    _, _, loss = build_loss({"name": "ce", "ignore_index": 7}, defaults={"ignore_index": 4})
+    assert loss.ignore_index == 7

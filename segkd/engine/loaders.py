@@ -1,0 +1,112 @@
+"""The training DataLoader: seeded order, per-sample augmentation RNG, identical with any number of workers.
+
+Determinism does not depend on worker processes or on which process runs a sample:
+- `EpochSampler` shuffles with a `torch.Generator` seeded from `seed + epoch` and yields `(epoch, index)`
+  pairs, so the epoch reaches the dataset even in persistent workers. Like `DistributedSampler` it takes
+  `rank` / `world_size`, pads or drops to an equal share, and has `set_epoch`.
+- `AugmentedSamples` draws each sample's augmentation from `np.random.default_rng([seed, epoch, index])`.
+Resuming at epoch N therefore replays exactly what an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from segkd.config import DataConfig
+from segkd.data.dataset import SegDataset, open_dataset
+from segkd.data.palette import default_palette
+from segkd.errors import ConfigError
+
+# (image H×W×3 uint8, mask H×W uint8, rng) -> (image, mask) at the train input size
+TrainTransformFn = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+def open_split(data_cfg: DataConfig, split: str, num_classes: int) -> SegDataset:
+    """The raw (un-augmented) samples of `split` under `data.root`, limited to `data.images`."""
+    if not data_cfg.root:
+        raise ConfigError("data.root is not set: pass --data DIR (or data.root=DIR)")
+    return open_dataset(data_cfg.root, split, format=data_cfg.format, num_classes=num_classes,
+                        ignore_index=data_cfg.ignore_index, images=data_cfg.images)
+
+
+def resolve_classes(data_cfg: DataConfig, dataset: SegDataset, num_classes: int
+                    ) -> tuple[list[str], list[list[int]]]:
+    """Class names and palette: the dataset's classes.txt wins, then the config, then class0.. / VOC colours."""
+    names = list(dataset.classes or data_cfg.classes or [f"class{i}" for i in range(num_classes)])
+    if len(names) != num_classes:
+        source = f"{dataset.root}/classes.txt" if dataset.classes else "data.classes"
+        raise ConfigError(f"{source} lists {len(names)} classes but model.num_classes={num_classes}")
+    palette = [list(c) for c in (dataset.palette or data_cfg.palette or default_palette(num_classes))]
+    if len(palette) < num_classes:
+        raise ConfigError(f"data.palette has {len(palette)} colours for {num_classes} classes")
+    return names, palette[:num_classes]
+
+
+class EpochSampler(Sampler):
+    """Seeded per-epoch permutation of `range(n)`, sharded by rank; yields `(epoch, index)`."""
+
+    def __init__(self, n: int, seed: int, *, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 drop_last: bool = False):
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.world_size if self.drop_last else math.ceil(self.n / self.world_size)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        else:
+            order = list(range(self.n))
+        total = len(self) * self.world_size
+        order = order[:total] if self.drop_last else (order * math.ceil(total / max(self.n, 1)))[:total]
+        for index in order[self.rank : total : self.world_size]:
+            yield self.epoch, index
+
+
+class AugmentedSamples(Dataset):
+    """`dataset[index]` augmented with a per-(seed, epoch, index) RNG, normalised, as tensors."""
+
+    def __init__(self, dataset: Dataset, transform: TrainTransformFn,
+                 normalize: Callable[[np.ndarray], np.ndarray], seed: int):
+        if seed < 0:
+            raise ConfigError(f"train.seed={seed} must be >= 0")
+        self.dataset, self.transform, self.normalize, self.seed = dataset, transform, normalize, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key
+        image, mask = self.dataset[index]
+        rng = np.random.default_rng([self.seed, epoch, index])
+        image, mask = self.transform(image, mask, rng)
+        # 3×H×W float32, H×W int64
+        return torch.from_numpy(self.normalize(image)), torch.from_numpy(mask.astype(np.int64))
+
+
+def build_train_loader(samples: AugmentedSamples, *, batch_size: int, workers: int, seed: int,
+                       pin_memory: bool = False, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Shuffled, seeded batches; the last partial batch is dropped when there is more than one batch."""
+    share = math.ceil(len(samples) / world_size)
+    drop_last = share > batch_size
+    sampler = EpochSampler(len(samples), seed, rank=rank, world_size=world_size, drop_last=False)
+    return DataLoader(
+        samples,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(seed),  # worker seeds never touch the global torch RNG
+    )

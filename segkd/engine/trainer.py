@@ -1,0 +1,408 @@
+"""The one training loop, for `segkd train` and `segkd distill`.
+
+```python
+summary = train(load_config("fastsegformer-p", ["data.root=data/oranges", "train.epochs=10"]))
+```
+`Trainer(cfg, command="train", distiller=None)` owns the loop, AMP, gradient accumulation and clipping, EMA,
+backbone freezing, validation (`evaluate_model`, so `segkd eval best.pt` reproduces results.csv), checkpoints
+and results. Extra behaviour hangs on named events (`add_callback`, see `segkd.engine.callbacks`).
+
+Distillation is this loop plus a distiller (`segkd.engine.distill.Distiller`, teacher frozen inside; see
+`DistillerHooks`):
+- `distiller.train_input_size` (H, W): the size the train loader produces (the teacher's, for multi-resolution
+  KD); labels come at that size and the hard-label losses upsample the student's logits to it.
+- `distiller.student_input(images)`: the student's input (resized when the sizes differ).
+- `distiller(images, student_taps) -> {term: tensor}`: already-weighted KD terms, added to the loss and logged
+  as results.csv columns.
+- `distiller.adapters`: trainable modules, one optimizer group at lr × distill.adapter_lr_mult, saved in last.pt.
+The distiller keeps its teacher in eval mode itself; best.pt holds the student only.
+
+Only the main process writes files (`_write_epoch`, `_prepare_run_dir`), so DDP can come later.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+from rich.console import Console
+from torch import Tensor, nn
+
+from segkd.config import Config, config_to_dict, dump_config, size_hw
+from segkd.data.augment import build_train_transform
+from segkd.data.transforms import Preprocess
+from segkd.engine.callbacks import add_callback, new_callbacks, run_callbacks
+from segkd.engine.checkpointing import (atomic_save, read_resume_checkpoint, run_dir_of, seed_everything,
+                                       set_rng_state, training_state)
+from segkd.engine.device import Precision, is_main_process, select_device, world
+from segkd.engine.ema import ModelEMA
+from segkd.engine.evaluator import evaluate_model
+from segkd.engine.loaders import AugmentedSamples, build_train_loader, open_split, resolve_classes
+from segkd.engine.metrics import SegMetrics
+from segkd.engine.optim import ParamGroupSpec, build_optimizer, model_param_groups, trainable_parameters
+from segkd.engine.progress import EpochProgress, epoch_line
+from segkd.engine.results import ResultsCSV, TensorBoardLogger, plot_results, tensorboard_available
+from segkd.engine.runs import make_run_dir
+from segkd.engine.schedulers import LRSchedule, Scheduler
+from segkd.errors import ConfigError, JobFailed
+from segkd.losses import build_loss
+from segkd.models import build_model, checkpoint_payload, load_weights
+
+PLOT_EVERY_S = 30.0  # plots/ refresh at most this often (drawing costs ~0.1-0.5 s), and always after the last epoch
+
+
+class DistillerHooks(Protocol):
+    """What the Trainer needs from a distiller (`segkd.engine.distill.Distiller` provides it)."""
+
+    adapters: nn.Module  # trainable; saved in last.pt
+    train_input_size: tuple[int, int]  # (H, W) of the train loader's images and labels
+
+    def to(self, device: torch.device) -> Any: ...
+
+    def student_input(self, images: Tensor) -> Tensor: ...  # B×3×H×W -> B×3×h×w (the student's size)
+
+    def __call__(self, images: Tensor, student_taps: dict[str, Tensor]) -> dict[str, Tensor]: ...  # weighted terms
+
+
+class Trainer:
+    """Train `cfg.model` on `cfg.data` (optionally distilling through `distiller`); `train()` runs it."""
+
+    def __init__(self, cfg: Config, command: str = "train", distiller: DistillerHooks | None = None, *,
+                 progress: bool = False, console: Console | None = None):
+        self.cfg = copy.deepcopy(cfg)
+        self.command = command
+        self.distiller = distiller
+        self.progress, self.console = progress, console
+        self.callbacks = new_callbacks()
+        self.main = is_main_process()
+        self.epoch = 0  # 0-based index of the running epoch
+        self.start_epoch = 0
+        self.global_step = 0  # optimizer steps so far
+        self.best_fitness: float | None = None  # best val mIoU
+        self.best_epoch: int | None = None
+        self.batch_losses: dict[str, float] = {}
+        self.metrics: SegMetrics | None = None
+        self.results: dict[str, Any] = {}  # the last results.csv row
+        self.summary: dict[str, Any] = {}
+        self.save_dir: Path | None = None
+        self.tensorboard: TensorBoardLogger | None = None
+        self.resume_rng: dict | None = None
+        self._plotted_at = -math.inf
+        self.images_per_second: float | None = None  # train throughput of the last epoch
+
+    # -- events ---------------------------------------------------------------------------------------
+    def add_callback(self, event: str, fn: Callable[["Trainer"], None]) -> None:
+        add_callback(self.callbacks, event, fn)
+
+    def run_callbacks(self, event: str) -> None:
+        run_callbacks(self.callbacks, event, self)
+
+    def log(self, message: str) -> None:
+        if self.console is not None and self.main:
+            self.console.print(message)
+
+    # -- setup ----------------------------------------------------------------------------------------
+    @property
+    def distilling(self) -> bool:
+        return self.distiller is not None
+
+    def _kd_or_train(self, key: str) -> Any:
+        """distill.<key> when distilling and set, else train.<key> (batch_size, freeze_epochs)."""
+        kd = self.cfg.distill
+        value = getattr(kd, key) if self.distilling and kd is not None else None
+        return getattr(self.cfg.train, key) if value is None else value
+
+    def setup(self) -> None:
+        """Data, model, losses, optimizer, schedule, EMA, resume state, run folder."""
+        cfg, tcfg = self.cfg, self.cfg.train
+        resume = read_resume_checkpoint(cfg.resume) if cfg.resume else None
+        if resume is not None and resume["epoch"] >= tcfg.epochs:
+            raise ConfigError(f"{cfg.resume}: the run already finished its {tcfg.epochs} epochs; nothing to resume")
+        self.device = select_device(tcfg.device)
+        self.precision = Precision.for_device(self.device, tcfg.amp)
+        seed_everything(tcfg.seed)
+
+        k = cfg.model.num_classes
+        self.train_set = open_split(cfg.data, cfg.data.train_split, k)
+        self.val_set = open_split(cfg.data, cfg.data.val_split, k)
+        cfg.data.classes, cfg.data.palette = resolve_classes(cfg.data, self.train_set, k)
+
+        model_cfg = config_to_dict(cfg)["model"]
+        if cfg.model.backbone_weights and resume is None:
+            model_cfg["options"] = {**model_cfg["options"], "backbone_weights": cfg.model.backbone_weights}
+        self.model = build_model(model_cfg)
+        if cfg.model.weights and resume is None:
+            load_weights(self.model, cfg.model.weights)
+        self.model.to(self.device)
+        self.losses = [
+            build_loss(spec, f"loss[{i}]", defaults={"ignore_index": cfg.data.ignore_index})
+            for i, spec in enumerate(cfg.loss)
+        ]
+        for _, _, module in self.losses:
+            module.to(self.device)
+        if self.distiller is not None:
+            self.distiller.to(self.device)
+
+        self.batch_size = self._kd_or_train("batch_size")
+        self.freeze_epochs = self._kd_or_train("freeze_epochs")
+        self.input_size = tuple(self.distiller.train_input_size) if self.distilling else size_hw(cfg.data.input_size)
+        rank, world_size = world()
+        samples = AugmentedSamples(
+            self.train_set, build_train_transform(cfg.augment, cfg.data, self.input_size),
+            Preprocess.from_config(cfg.data, size=self.input_size).normalize, tcfg.seed,
+        )
+        self.train_loader = build_train_loader(
+            samples, batch_size=self.batch_size, workers=cfg.data.workers, seed=tcfg.seed,
+            pin_memory=self.device.type == "cuda", rank=rank, world_size=world_size,
+        )
+        if len(self.train_loader) == 0:
+            raise ConfigError(f"{cfg.data.root}: split '{cfg.data.train_split}' has no images to train on")
+
+        groups = model_param_groups(self.model, tcfg.backbone_lr_mult, tcfg.head_lr_mult)
+        if self.distiller is not None:
+            adapters = [p for p in self.distiller.adapters.parameters()]
+            if adapters:
+                groups.append(ParamGroupSpec("adapters", adapters, cfg.distill.adapter_lr_mult))
+        self.optimizer = build_optimizer(groups, tcfg)
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / tcfg.accumulate)
+        self.scheduler = Scheduler(self.optimizer, LRSchedule.from_config(tcfg, self.steps_per_epoch),
+                                   per_iter=tcfg.sched_step == "iter")
+        self.scaler = self.precision.grad_scaler()
+        self.ema = ModelEMA(self.model, tcfg.ema_decay) if tcfg.ema else None
+
+        if resume is not None:
+            self._load_resume_state(resume)
+        self._prepare_run_dir(resume is not None)
+
+    def _load_resume_state(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"], ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.distiller is not None:
+            self.distiller.adapters.load_state_dict(ckpt["distiller"])
+        self.start_epoch, self.global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
+        self.best_fitness, self.best_epoch = ckpt["best_fitness"], ckpt.get("best_epoch")
+        self.resume_rng = ckpt["rng"]
+
+    def _prepare_run_dir(self, resuming: bool) -> None:
+        cfg = self.cfg
+        if resuming:
+            self.save_dir = run_dir_of(cfg.resume)
+        elif self.main:
+            self.save_dir = make_run_dir(cfg.project, self.command, cfg.name or cfg.preset or self.command,
+                                         cfg.exist_ok)
+        if self.save_dir is None:
+            return
+        self.weights_dir = self.save_dir / "weights"
+        self.results_csv = ResultsCSV(self.save_dir / "results.csv")
+        if not self.main:
+            return
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        if resuming:
+            self.results_csv.keep_until(self.start_epoch)
+        else:
+            stored = copy.deepcopy(cfg)
+            stored.resume = None
+            dump_config(stored, self.save_dir / "config.yaml")
+        if cfg.train.tensorboard:
+            if tensorboard_available():
+                self.tensorboard = TensorBoardLogger(self.save_dir / "tensorboard")
+            else:
+                self.log("[yellow]warning:[/] train.tensorboard=true but the tensorboard package is not installed")
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """Run every remaining epoch; returns the summary (best mIoU and epoch, paths)."""
+        self.setup()
+        if self.resume_rng is not None:
+            set_rng_state(self.resume_rng)
+            self.log(f"resuming {self.save_dir} from epoch {self.start_epoch + 1}/{self.cfg.train.epochs}")
+        self.log(self.describe())
+        self.run_callbacks("on_train_start")
+        t0 = time.perf_counter()
+        for epoch in range(self.start_epoch, self.cfg.train.epochs):
+            self.epoch = epoch
+            start = time.perf_counter()
+            losses = self.train_epoch(epoch)
+            self.run_callbacks("on_train_epoch_end")
+            final = epoch + 1 == self.cfg.train.epochs
+            self.metrics = self.validate() if final or (epoch + 1) % self.cfg.train.val_interval == 0 else None
+            self._end_epoch(epoch, losses, time.perf_counter() - start)
+        self.summary = self._summary(time.perf_counter() - t0)
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        self.run_callbacks("on_train_end")
+        return self.summary
+
+    def describe(self) -> str:
+        """One line: model, device, precision, data, batches, run folder."""
+        params = sum(p.numel() for p in self.model.parameters()) / 1e6
+        h, w = self.input_size
+        return (f"{self.command} {self.cfg.model.arch} ({params:.2f}M params) on {self.device} {self.precision.name}: "
+                f"{len(self.train_set)} train / {len(self.val_set)} val images at {h}×{w}, batch {self.batch_size}, "
+                f"{len(self.train_loader)} batches/epoch -> {self.save_dir}")
+
+    def _set_backbone_frozen(self, epoch: int) -> None:
+        if self.freeze_epochs > 0 and hasattr(self.model, "freeze_backbone"):
+            self.model.freeze_backbone() if epoch < self.freeze_epochs else self.model.unfreeze_backbone()
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the train loader; returns the mean of each loss term and `loss` (their sum)."""
+        tcfg = self.cfg.train
+        self.model.train()
+        self._set_backbone_frozen(epoch)
+        self.train_loader.sampler.set_epoch(epoch)
+        if not self.scheduler.per_iter:
+            self.scheduler.set(epoch)
+        self.run_callbacks("on_train_epoch_start")
+        sums: dict[str, float] = {}
+        n_batches = len(self.train_loader)
+        self.optimizer.zero_grad(set_to_none=True)
+        title = f"{self.command} {epoch + 1}/{tcfg.epochs}"
+        with EpochProgress(self.console if self.main else None, self.progress, title, n_batches) as bar:
+            for i, (images, masks) in enumerate(self.train_loader):
+                images = images.to(self.device, non_blocking=True)  # B×3×H×W
+                masks = masks.to(self.device, non_blocking=True)  # B×H×W
+                with self.precision.autocast():
+                    terms = self.loss_terms(images, masks)
+                total = torch.stack([t.float() for t in terms.values()]).sum()
+                self.batch_losses = self._finite_values(terms, total, epoch, i)
+                self.scaler.scale(total / tcfg.accumulate).backward()
+                if (i + 1) % tcfg.accumulate == 0 or i + 1 == n_batches:
+                    self.optimizer_step()
+                for k, v in self.batch_losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.update(images.shape[0], {k: v / (i + 1) for k, v in sums.items()}, self.scheduler.lr)
+                self.run_callbacks("on_train_batch_end")
+        self.images_per_second = bar.images_per_second
+        return {k: v / n_batches for k, v in sums.items()}
+
+    def loss_terms(self, images: Tensor, masks: Tensor) -> dict[str, Tensor]:
+        """Weighted loss terms of one batch: the hard-label losses, then (distilling) the KD terms."""
+        if self.distiller is None:
+            logits = self.model(images)  # B×K×H×W
+            taps = None
+        else:
+            logits, taps = self.model.forward_taps(self.distiller.student_input(images))
+        terms = {name: weight * loss(logits, masks) for name, weight, loss in self.losses}
+        if self.distiller is not None:
+            terms.update(self.distiller(images, taps))
+        return terms
+
+    def _finite_values(self, terms: dict[str, Tensor], total: Tensor, epoch: int, i: int) -> dict[str, float]:
+        """Detached float values of every term plus `loss`; a NaN/Inf fails naming the term and where."""
+        values = torch.stack([t.detach().float() for t in terms.values()] + [total.detach()]).cpu().tolist()
+        named = dict(zip([*terms, "loss"], values))
+        for name, value in named.items():
+            if not math.isfinite(value):
+                raise JobFailed(
+                    f"loss term '{name}' is {value} at epoch {epoch + 1}, iteration {i + 1} "
+                    f"(lower train.lr, set train.clip_grad, or check the labels)"
+                )
+        return named
+
+    def optimizer_step(self) -> None:
+        """lr for this step, unscale + clip, step, EMA update."""
+        if self.scheduler.per_iter:
+            self.scheduler.set(self.global_step)
+        if self.cfg.train.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(trainable_parameters(self.optimizer), self.cfg.train.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.global_step += 1
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights validation and best.pt use: the EMA copy when train.ema is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def validate(self) -> SegMetrics:
+        cfg = self.cfg
+        return evaluate_model(
+            self.eval_model, self.val_set, cfg.data, device=self.device, batch_size=self.batch_size,
+            absent=cfg.eval.absent, progress=self.progress and self.main, amp=cfg.train.amp,
+            class_names=cfg.data.classes,
+        )
+
+    # -- after each epoch -----------------------------------------------------------------------------
+    def _end_epoch(self, epoch: int, losses: dict[str, float], seconds: float) -> None:
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.scheduler.lr}
+        row |= {f"train/{k}": v for k, v in losses.items() if k != "loss"}
+        row["train/loss"] = losses.get("loss")
+        improved = False
+        if self.metrics is not None:
+            row |= {f"val/{k}": v for k, v in self.metrics.summary().items()}
+            fitness = self.metrics.mIoU
+            improved = math.isfinite(fitness) and (self.best_fitness is None or fitness > self.best_fitness)
+            if improved:
+                self.best_fitness, self.best_epoch = fitness, epoch + 1
+        row["time"] = seconds
+        self.results = row
+        if self.main:
+            self._write_epoch(improved)
+            self.log(epoch_line(row, self.cfg.train.epochs, improved))
+            self.run_callbacks("on_model_save")
+        self.run_callbacks("on_fit_epoch_end")
+
+    def _write_epoch(self, improved: bool) -> None:
+        """results.csv row, plots, last.pt (+ best.pt, epochN.pt): main process only, checkpoints atomic."""
+        self.results_csv.append(self.results)
+        now = time.perf_counter()
+        if self.epoch + 1 == self.cfg.train.epochs or now - self._plotted_at >= PLOT_EVERY_S:
+            plot_results(self.results_csv.rows(), self.save_dir / "plots")
+            self._plotted_at = now
+        if self.tensorboard is not None:
+            self.tensorboard.log(self.results)
+        config = config_to_dict(self.cfg) | {"resume": None}
+        common = {"epoch": self.epoch + 1, "best_fitness": self.best_fitness, "best_epoch": self.best_epoch,
+                  "metrics": self.metrics.summary() if self.metrics is not None else None}
+        state = training_state(self.optimizer, self.scheduler, self.scaler, self.global_step, ema=self.ema,
+                               model=self.model, adapters=self.distiller.adapters if self.distilling else None)
+        atomic_save(checkpoint_payload(self.eval_model, config, **common, **state), self.weights_dir / "last.pt")
+        if improved:
+            atomic_save(checkpoint_payload(self.eval_model, config, **common), self.weights_dir / "best.pt")
+        period = self.cfg.train.save_period
+        if period and (self.epoch + 1) % period == 0:
+            atomic_save(checkpoint_payload(self.eval_model, config, **common),
+                        self.weights_dir / f"epoch{self.epoch + 1}.pt")
+
+    def _summary(self, seconds: float) -> dict[str, Any]:
+        weights = self.save_dir / "weights" if self.save_dir is not None else None
+        return {
+            "command": self.command,
+            "save_dir": str(self.save_dir) if self.save_dir else None,
+            "best": str(weights / "best.pt") if weights and self.best_epoch else None,
+            "last": str(weights / "last.pt") if weights else None,
+            "results": str(self.save_dir / "results.csv") if self.save_dir else None,
+            "epochs": self.cfg.train.epochs,
+            "best_epoch": self.best_epoch,
+            "best_miou": self.best_fitness,
+            "final": dict(self.results),
+            "classes": list(self.cfg.data.classes),
+            "device": str(self.device),
+            "precision": self.precision.name,
+            "train_img_s": self.images_per_second,
+            "time_s": seconds,
+        }
+
+
+def train(cfg: Config, *, distiller: DistillerHooks | None = None, progress: bool = False,
+          console: Console | None = None, callbacks: dict[str, list[Callable]] | None = None) -> dict[str, Any]:
+    """Train (or, with `distiller`, distill) as `cfg` says; returns the run summary."""
+    trainer = Trainer(cfg, "distill" if distiller is not None else "train", distiller,
+                      progress=progress, console=console)
+    for event, fns in (callbacks or {}).items():
+        for fn in fns:
+            trainer.add_callback(event, fn)
+    return trainer.train()
