@@ -56,9 +56,12 @@ def create_model(name: str, num_classes: int = 19, **kwargs) -> nn.Module:
     try:
         model = _entrypoints[key](num_classes=num_classes, **kwargs)
     except TypeError as e:
-        bad = re.search(r"unexpected keyword argument '(\w+)'", str(e))
-        if bad is None:
-            raise
-        raise ConfigError(f"model '{name}' has no option '{bad.group(1)}'") from None
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        fixed = re.search(r"multiple values for keyword argument '(\w+)'", str(e))
+        if unknown:
+            raise ConfigError(f"model '{name}' has no option '{unknown.group(1)}'") from None
+        if fixed:
+            raise ConfigError(f"model '{name}' fixes '{fixed.group(1)}' itself: leave that option out") from None
+        raise
     model.arch = key  # lets load_weights refuse a checkpoint of another model
     return model

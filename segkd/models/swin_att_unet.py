@@ -1,1 +1,215 @@
-"""(placeholder: filled by the models issue)"""
+"""Swin-T-Att-UNet: FastSegFormer's teacher (Cai et al. 2024, caixiongjiang/FastSegFormer `swinTS_Att_Unet`).
+
+    image ─ Swin-T (timm, + final LayerNorm) ─ stage1..stage4                       (H/4 .. H/32)
+    image ─ MaxPool ×2 ─ DoubleConv ─ shallow skip                                  (H/2)
+    stage4 ─ bottle (3×3) ─ 4 × [up ×2 (nearest) + conv, attention-gated skip, concat, DoubleConv]
+           ─ ×2 bilinear ─ 3×3 conv ─ logits                                      (H)
+
+Skips of the 4 up blocks: stage3, stage2, stage1, the shallow CNN branch. Taps: `stage1`..`stage4` (raw stage
+outputs; stage4 after the final LayerNorm), `bottle`, `a3` (H/8), `a1` (H/2), `logits` (input size).
+49,229,322 params; 77.8 GMACs (78.4 fvcore GFLOPs) at 512.
+
+Swin windows: any input whose sides are multiples of 32 runs (windows are padded, the attention mask is built per
+input). The reference pads a map to whole windows *before* the cyclic shift, timm pads after it; the two differ
+when a side is not a multiple of 7 (every stage at 512). segkd follows the reference so its released weights
+give the reference's outputs; it also keeps the shift in stage 4 at 224 (7×7 tokens), as the reference does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
+from torch import Tensor, nn
+
+from segkd.errors import WeightsError
+from segkd.models.base import SegmentationModel
+from segkd.models.layers import ConvBN, ConvBNReLU, init_conv_bn_normal_
+from segkd.models.layouts import remap_state_dict
+from segkd.models.registry import register_model
+from segkd.models.timm_backbone import TimmBackbone, load_backbone_weights
+
+
+class PadFirstSwinBlock(SwinTransformerBlock):
+    """timm's Swin block with the original segmentation code's window order: pad to whole windows, then shift."""
+
+    def _attn(self, x: Tensor) -> Tensor:
+        _, h, w, c = x.shape  # B×H×W×C
+        wh, ww = self.window_size
+        x = F.pad(x, (0, 0, 0, -w % ww, 0, -h % wh))  # B×Hp×Wp×C
+        hp, wp = x.shape[1:3]
+        shifted = any(self.shift_size)
+        if shifted:
+            x = torch.roll(x, shifts=(-self.shift_size[0], -self.shift_size[1]), dims=(1, 2))
+        windows = window_partition(x, self.window_size).view(-1, self.window_area, c)  # B·nW×wh·ww×C
+        windows = self.attn(windows, mask=self.get_attn_mask(x) if shifted else None)
+        x = window_reverse(windows.view(-1, wh, ww, c), self.window_size, hp, wp)
+        if shifted:
+            x = torch.roll(x, shifts=self.shift_size, dims=(1, 2))
+        return x[:, :h, :w].contiguous()
+
+
+def use_pad_first_windows(module: nn.Module) -> None:
+    """Switch every timm Swin block inside `module` to `PadFirstSwinBlock` (same weights, reference order)."""
+    for m in module.modules():
+        if type(m) is SwinTransformerBlock:
+            m.__class__ = PadFirstSwinBlock
+
+
+class DoubleConv(nn.Sequential):
+    """U-Net block: 2 × (3×3 conv with bias + BN + ReLU)."""
+
+    def __init__(self, in_chs: int, out_chs: int):
+        super().__init__(ConvBNReLU(in_chs, out_chs, 3, bias=True), ConvBNReLU(out_chs, out_chs, 3, bias=True))
+
+
+class AttentionGate(nn.Module):
+    """Attention U-Net gate: x · σ(BN(conv(ReLU(BN(conv g) + BN(conv x))))), every conv 1×1 with bias."""
+
+    def __init__(self, chs: int, inter_chs: int):
+        super().__init__()
+        self.g_proj = ConvBN(chs, inter_chs, 1, bias=True)
+        self.x_proj = ConvBN(chs, inter_chs, 1, bias=True)
+        self.psi = ConvBN(inter_chs, 1, 1, bias=True)
+
+    def forward(self, g: Tensor, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(self.psi(F.relu(self.g_proj(g) + self.x_proj(x))))  # B×C×h×w
+
+
+class AttentionUpBlock(nn.Module):
+    """Up ×2 (nearest) + 3×3 ConvBNReLU; skip → 1×1 ConvBNReLU (when widths differ) → gate → 1×1 conv;
+    concat [up, gated skip] → DoubleConv."""
+
+    def __init__(self, in_chs: int, out_chs: int, skip_chs: int, merge_chs: int):
+        super().__init__()
+        self.up = ConvBNReLU(in_chs, out_chs, 3, bias=True)
+        self.skip = ConvBNReLU(skip_chs, out_chs, 1, bias=True) if skip_chs != out_chs else nn.Identity()
+        self.gate = AttentionGate(out_chs, out_chs // 2)
+        self.merge = nn.Conv2d(out_chs, merge_chs, 1)
+        self.fuse = DoubleConv(out_chs + merge_chs, out_chs)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        d = self.up(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # B×out×2h×2w
+        e = self.merge(self.gate(d, self.skip(skip)))  # B×merge×2h×2w
+        return self.fuse(torch.cat([d, e], dim=1))  # B×out×2h×2w
+
+
+SWIN_T = "swin_tiny_patch4_window7_224"
+BASE = 64  # U-Net width; the decoder runs at 16, 8, 4, 2 × BASE
+# (out, merge) of the up blocks, deepest first: the reference's convert1..4 widths 2·embed, embed, 2·base, base
+DECODER = ((8 * BASE, 192), (4 * BASE, 96), (2 * BASE, 2 * BASE), (BASE, BASE))
+
+
+class SwinAttUNet(SegmentationModel):
+    """Swin-T-Att-UNet; see the module docstring for the layout and taps.
+
+    Args:
+        num_classes: output classes K.
+        drop_path_rate: Swin stochastic depth (0.1 in the reference).
+        backbone_weights: a local ImageNet Swin-T file (timm or Microsoft layout), loaded after the reference init.
+    """
+
+    def __init__(self, num_classes: int = 4, drop_path_rate: float = 0.1, backbone_weights: str | None = None):
+        super().__init__()
+        self.backbone = TimmBackbone(
+            SWIN_T, out_norm=nn.LayerNorm, out_norms={3: "norm"},
+            strict_img_size=False, always_partition=True, drop_path_rate=drop_path_rate,
+        )
+        use_pad_first_windows(self.backbone)
+        c1, c2, c3, c4 = self.backbone.channels  # 96, 192, 384, 768
+        self.cnn_branch = nn.Sequential(nn.MaxPool2d(2), DoubleConv(3, BASE))
+        self.bottle = ConvBNReLU(c4, 16 * BASE, 3)
+        blocks, in_chs = [], 16 * BASE
+        for (out_chs, merge_chs), skip_chs in zip(DECODER, (c3, c2, c1, BASE)):
+            blocks.append(AttentionUpBlock(in_chs, out_chs, skip_chs, merge_chs))
+            in_chs = out_chs
+        self.decoder = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(BASE, num_classes, 3, padding=1)
+        init_conv_bn_normal_(self)
+        if backbone_weights:
+            load_backbone_weights(self.backbone, backbone_weights)
+
+    def _taps(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        feats = self.backbone(x)  # B×C_i×H/s×W/s, s = 4, 8, 16, 32
+        taps = OrderedDict((f"stage{i + 1}", f) for i, f in enumerate(feats))
+        taps["bottle"] = d = self.bottle(feats[3])  # B×1024×H/32×W/32
+        skips = (feats[2], feats[1], feats[0], self.cnn_branch(x))  # H/16, H/8, H/4, H/2
+        for i, (block, skip) in enumerate(zip(self.decoder, skips)):
+            d = block(d, skip)
+            if i == 1:
+                taps["a3"] = d  # B×256×H/8×W/8
+        taps["a1"] = d  # B×64×H/2×W/2
+        up = F.interpolate(d, scale_factor=2.0, mode="bilinear", align_corners=False)
+        taps["logits"] = self.head(up)  # B×K×H×W
+        return taps
+
+
+_CONV_BN = {"conv": "0", "bn": "1"}
+_MODULE_RULES: list[tuple[str, Callable[[re.Match], str]]] = [
+    (r"cnn_branch\.1\.([01])\.(conv|bn)", lambda m: f"cnn_up.1.conv.{3 * int(m[1]) + int(_CONV_BN[m[2]])}"),
+    (r"bottle\.(conv|bn)", lambda m: f"bottle.{_CONV_BN[m[1]]}"),
+    (r"decoder\.(\d)\.up\.(conv|bn)", lambda m: f"up{4 - int(m[1])}.up.{int(_CONV_BN[m[2]]) + 1}"),
+    (r"decoder\.(\d)\.skip\.(conv|bn)", lambda m: f"change{int(m[1]) + 1}.{_CONV_BN[m[2]]}"),
+    (r"decoder\.(\d)\.gate\.(\w+)\.(conv|bn)",
+     lambda m: f"Att{4 - int(m[1])}.{dict(g_proj='W_g', x_proj='W_x', psi='psi')[m[2]]}.{_CONV_BN[m[3]]}"),
+    (r"decoder\.(\d)\.merge", lambda m: f"convert{int(m[1]) + 1}"),
+    (r"decoder\.(\d)\.fuse\.([01])\.(conv|bn)",
+     lambda m: f"conv{4 - int(m[1])}.conv.{3 * int(m[2]) + int(_CONV_BN[m[3]])}"),
+    (r"head", lambda m: "final_up_conv.1"),
+]
+
+
+def _reference_module(path: str) -> str:
+    for pattern, repl in _MODULE_RULES:
+        m = re.fullmatch(pattern, path)
+        if m:
+            return repl(m)
+    raise LookupError(f"no reference name for Swin-T-Att-UNet module '{path}'")
+
+
+def reference_keys(model: SwinAttUNet) -> dict[str, str]:
+    """segkd key -> key in the reference repository's state dict, including the index buffers it saves."""
+    keys = {f"backbone.{k}": f"common_backbone.{v}" for k, v in model.backbone.original_keys().items()}
+    for key in model.state_dict():
+        if not key.startswith("backbone."):
+            path, _, leaf = key.rpartition(".")
+            keys[key] = f"{_reference_module(path)}.{leaf}"
+    return keys
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: SwinAttUNet) -> dict[str, Tensor]:
+    """Map a reference teacher state dict (`common_backbone.layers.*`, `Att1..4`, `up1..4`, ...) onto segkd's
+    keys; any other layout passes through unchanged."""
+    if not any(k.startswith("common_backbone.") for k in state_dict):
+        return state_dict
+    return remap_state_dict(state_dict, reference_keys(model), model, "reference Swin-T-Att-UNet checkpoint")
+
+
+def _cfg(**kwargs) -> dict:
+    """Family defaults of a released weight file (fetched by hand: segkd never downloads)."""
+    defaults = dict(
+        input_size=(3, 512, 512), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), num_classes=4,
+        source="github.com/caixiongjiang/FastSegFormer (README teacher 'ckpt' link), Orange_Navel",
+    )
+    return {**defaults, **kwargs}
+
+
+default_cfgs: dict[str, dict] = {
+    "swin_t_att_unet.orange_navel": _cfg(test_miou=90.53),
+}
+
+
+@register_model
+def swin_t_att_unet(pretrained: bool = False, **kwargs) -> SwinAttUNet:
+    """Swin-T-Att-UNet teacher: 49,229,322 params, 77.8 GMACs at 512."""
+    cfg = default_cfgs["swin_t_att_unet.orange_navel"]
+    if pretrained:
+        raise WeightsError(f"swin_t_att_unet: segkd never downloads weights; fetch them from {cfg['source']} "
+                           "and set model.weights=FILE")
+    model = SwinAttUNet(**kwargs)
+    model.default_cfg = cfg
+    return model
