@@ -20,7 +20,6 @@ layout) after the reference's `weights_init`.
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from segkd.models.fastsegformer_decoder import (
     SegHead,
 )
 from segkd.models.layers import init_conv_bn_normal_
+from segkd.models import layouts
 from segkd.models.layouts import remap_state_dict
 from segkd.models.registry import register_model
 from segkd.models.timm_backbone import TimmBackbone, load_backbone_weights
@@ -117,7 +117,7 @@ _BOTTLENECK = {
     "expand.conv": "0.conv.0", "expand.bn": "0.conv.1", "dw.conv": "1.conv.0", "dw.bn": "1.conv.1",
     "project.conv": "2", "project.bn": "3",
 }
-_DECODER_RULES: list[tuple[str, Callable[[re.Match], str]]] = [
+_DECODER_RULES: list[layouts.ModuleRule] = [
     (r"detail\.stem\.(conv|bn)", lambda m: f"cnn1.{_CONV_BN[m[1]]}"),
     (r"detail\.refine\.(\w+\.\w+)", lambda m: f"cnn2.conv.{_DSCONV[m[1]]}"),
     (r"detail\.cls", lambda m: "cnn_up.1"),
@@ -137,22 +137,9 @@ _DECODER_RULES: list[tuple[str, Callable[[re.Match], str]]] = [
 ]
 
 
-def _reference_module(path: str) -> str:
-    for pattern, repl in _DECODER_RULES:
-        m = re.fullmatch(pattern, path)
-        if m:
-            return repl(m)
-    raise LookupError(f"no reference name for FastSegFormer module '{path}'")
-
-
 def reference_keys(model: FastSegFormer) -> dict[str, str]:
     """segkd key -> key in the reference repository's state dict, including the index buffers it saves."""
-    keys = {f"backbone.{k}": f"common_backbone.{v}" for k, v in model.backbone.original_keys().items()}
-    for key in model.state_dict():
-        if not key.startswith("backbone."):
-            path, _, leaf = key.rpartition(".")
-            keys[key] = f"{_reference_module(path)}.{leaf}"
-    return keys
+    return layouts.reference_keys(model, _DECODER_RULES, "FastSegFormer")
 
 
 def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: FastSegFormer) -> dict[str, Tensor]:

@@ -114,3 +114,27 @@ def remap_state_dict(state: dict[str, Tensor], key_map: dict[str, str], model: n
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise WeightsError(f"{source}: missing key '{missing[0]}'{more}")
     return out
+
+
+ModuleRule = tuple[str, Callable[[re.Match], str]]
+
+
+def reference_keys(model: nn.Module, rules: list[ModuleRule], family: str) -> dict[str, str]:
+    """segkd key -> the original repository's key for a model whose backbone is a `TimmBackbone`.
+
+    Backbone keys come from the backbone's own original layout; every other module path is renamed by the first
+    `rules` pattern that matches it in full (the leaf name, `weight`/`bias`/..., is kept).
+    """
+    keys = {f"backbone.{k}": f"common_backbone.{v}" for k, v in model.backbone.original_keys().items()}
+    for key in model.state_dict():
+        if key.startswith("backbone."):
+            continue
+        path, _, leaf = key.rpartition(".")
+        for pattern, repl in rules:
+            m = re.fullmatch(pattern, path)
+            if m:
+                keys[key] = f"{repl(m)}.{leaf}"
+                break
+        else:
+            raise LookupError(f"no reference name for {family} module '{path}'")
+    return keys

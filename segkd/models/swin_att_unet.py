@@ -17,9 +17,7 @@ give the reference's outputs; it also keeps the shift in stage 4 at 224 (7×7 to
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +27,7 @@ from torch import Tensor, nn
 from segkd.errors import WeightsError
 from segkd.models.base import SegmentationModel
 from segkd.models.layers import ConvBN, ConvBNReLU, init_conv_bn_normal_
+from segkd.models import layouts
 from segkd.models.layouts import remap_state_dict
 from segkd.models.registry import register_model
 from segkd.models.timm_backbone import TimmBackbone, load_backbone_weights
@@ -149,7 +148,7 @@ class SwinAttUNet(SegmentationModel):
 
 
 _CONV_BN = {"conv": "0", "bn": "1"}
-_MODULE_RULES: list[tuple[str, Callable[[re.Match], str]]] = [
+_MODULE_RULES: list[layouts.ModuleRule] = [
     (r"cnn_branch\.1\.([01])\.(conv|bn)", lambda m: f"cnn_up.1.conv.{3 * int(m[1]) + int(_CONV_BN[m[2]])}"),
     (r"bottle\.(conv|bn)", lambda m: f"bottle.{_CONV_BN[m[1]]}"),
     (r"decoder\.(\d)\.up\.(conv|bn)", lambda m: f"up{4 - int(m[1])}.up.{int(_CONV_BN[m[2]]) + 1}"),
@@ -163,22 +162,9 @@ _MODULE_RULES: list[tuple[str, Callable[[re.Match], str]]] = [
 ]
 
 
-def _reference_module(path: str) -> str:
-    for pattern, repl in _MODULE_RULES:
-        m = re.fullmatch(pattern, path)
-        if m:
-            return repl(m)
-    raise LookupError(f"no reference name for Swin-T-Att-UNet module '{path}'")
-
-
 def reference_keys(model: SwinAttUNet) -> dict[str, str]:
     """segkd key -> key in the reference repository's state dict, including the index buffers it saves."""
-    keys = {f"backbone.{k}": f"common_backbone.{v}" for k, v in model.backbone.original_keys().items()}
-    for key in model.state_dict():
-        if not key.startswith("backbone."):
-            path, _, leaf = key.rpartition(".")
-            keys[key] = f"{_reference_module(path)}.{leaf}"
-    return keys
+    return layouts.reference_keys(model, _MODULE_RULES, "Swin-T-Att-UNet")
 
 
 def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: SwinAttUNet) -> dict[str, Tensor]:
