@@ -22,7 +22,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from segkd.data.augment_ops import OPS, AugmentContext, Sample, paste_pair, resize_pair
+from segkd.data.augment_ops import OPS, AugmentContext, ImageMask, paste_pair, resize_pair
 from segkd.data.transforms import Preprocess
 from segkd.errors import ConfigError, DataError
 
@@ -39,7 +39,7 @@ def mask_fill(data_cfg: Any) -> int:
 class TrainTransform:
     """`transform(image, mask, rng) -> (image, mask)`: uint8 H×W×3 RGB + uint8 H×W in, input size out."""
 
-    def __init__(self, ops: list[Callable[..., Sample]], names: list[str], ctx: AugmentContext, resize: str):
+    def __init__(self, ops: list[Callable[..., ImageMask]], names: list[str], ctx: AugmentContext, resize: str):
         self.ops, self.names, self.ctx = ops, names, ctx
         self.fit_geometry = Preprocess(ctx.input_size, resize, pad_value=ctx.pad_value)
 
@@ -47,7 +47,7 @@ class TrainTransform:
         h, w = self.ctx.input_size
         return f"TrainTransform([{', '.join(self.names)}] -> {h}×{w})"
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise DataError(f"augment: expected an H×W×3 uint8 image, got {image.dtype} {image.shape}")
         if mask.shape != image.shape[:2]:
@@ -58,7 +58,7 @@ class TrainTransform:
             image, mask = self.fit(image, mask)
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
-    def fit(self, image: np.ndarray, mask: np.ndarray) -> Sample:
+    def fit(self, image: np.ndarray, mask: np.ndarray) -> ImageMask:
         """To the input size as evaluation does: letterbox (centred, padded) or stretch."""
         top, left, nh, nw = self.fit_geometry.geometry(image.shape[:2]).box
         image, mask = resize_pair(image, mask, (nh, nw), cv2.INTER_CUBIC)
@@ -82,7 +82,7 @@ def build_train_transform(ops: list[dict], data_cfg: Any, input_size: int | tupl
     return TrainTransform(built, names, ctx, _get(data_cfg, "resize"))
 
 
-def _build_op(name: Any, params: dict, ctx: AugmentContext, where: str) -> Callable[..., Sample]:
+def _build_op(name: Any, params: dict, ctx: AugmentContext, where: str) -> Callable[..., ImageMask]:
     if name not in OPS:
         near = difflib.get_close_matches(str(name), list(OPS), n=1, cutoff=0.5)
         hint = f", did you mean '{near[0]}'?" if near else f" (ops: {', '.join(sorted(OPS))})"

@@ -19,7 +19,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-Sample = tuple[np.ndarray, np.ndarray]  # (H×W×3 uint8 image, H×W uint8 mask)
+ImageMask = tuple[np.ndarray, np.ndarray]  # (H×W×3 uint8 image, H×W uint8 mask)
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def size_pair(value, default: tuple[int, int]) -> tuple[int, int]:
 # ---------------------------------------------------------------- shared pixel helpers
 
 
-def resize_pair(image: np.ndarray, mask: np.ndarray, hw: tuple[int, int], interp: int) -> Sample:
+def resize_pair(image: np.ndarray, mask: np.ndarray, hw: tuple[int, int], interp: int) -> ImageMask:
     """Image with `interp`, mask with nearest, both to (H, W)."""
     size = (max(1, hw[1]), max(1, hw[0]))
     return cv2.resize(image, size, interpolation=interp), cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
@@ -101,7 +101,7 @@ def paste(canvas: np.ndarray, src: np.ndarray, top: int, left: int) -> np.ndarra
 
 
 def paste_pair(image: np.ndarray, mask: np.ndarray, hw: tuple[int, int], top: int, left: int,
-               pad_value: int, mask_fill: int) -> Sample:
+               pad_value: int, mask_fill: int) -> ImageMask:
     """Image and mask pasted at (top, left) on (H, W) canvases of `pad_value` grey and `mask_fill` label."""
     img_canvas = np.full((*hw, 3), pad_value, np.uint8)
     mask_canvas = np.full(hw, mask_fill, np.uint8)
@@ -135,7 +135,7 @@ class RandomResizedPaste:
         self.ctx, self.scale, self.aspect = ctx, span("scale", scale), span("aspect", aspect)
         self.pad_value = ctx.pad_value if pad_value is None else int(pad_value)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
         (h, w), (ih, iw) = self.ctx.input_size, image.shape[:2]
         new_ar = iw / ih * rng.uniform(*self.aspect) / rng.uniform(*self.aspect)
         s = rng.uniform(*self.scale)
@@ -158,7 +158,7 @@ class HFlip:
     def __init__(self, ctx: AugmentContext, p: float = 0.5):
         self.p = probability(p)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
         if rng.random() < self.p:
             return image[:, ::-1], mask[:, ::-1]
         return image, mask
@@ -171,7 +171,7 @@ class Resize:
     def __init__(self, ctx: AugmentContext, size=None):
         self.size = size_pair(size, ctx.input_size)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
         return resize_pair(image, mask, self.size, cv2.INTER_LINEAR)
 
 
@@ -186,7 +186,7 @@ class RandomScale:
             raise ValueError(f"range={range!r}, step={step!r}: need 0 < low and step >= 0")
         self.step = float(step)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
         if self.step > 0 and self.high > self.low:
             factors = np.linspace(self.low, self.high, int((self.high - self.low) / self.step + 1))
             s = factors[rng.integers(len(factors))]
@@ -204,7 +204,7 @@ class RandomCrop:
     def __init__(self, ctx: AugmentContext, size=None):
         self.ctx, self.size = ctx, size_pair(size, ctx.input_size)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
         (ch, cw), (h, w) = self.size, image.shape[:2]
         top, left = int(rng.integers(max(h - ch, 0) + 1)), int(rng.integers(max(w - cw, 0) + 1))
         return paste_pair(image, mask, self.size, -top, -left, self.ctx.pad_value, self.ctx.mask_fill)
@@ -237,7 +237,7 @@ class Affine:
         back = np.array([[1, 0, cx + tx], [0, 1, cy + ty], [0, 0, 1]])
         return (back @ rot @ shear @ scale @ to_origin)[:2]
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
         if rng.random() >= self.p:
             return image, mask
         h, w = image.shape[:2]
@@ -261,7 +261,7 @@ class HSVJitter:
             raise ValueError(f"gains={gains!r} is not three non-negative numbers (hue, saturation, value)")
         self.gains = np.asarray(gains, np.float64)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
         r = rng.uniform(-1, 1, 3) * self.gains + 1
         hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV))
         hsv = cv2.merge((
@@ -279,7 +279,7 @@ class RGBShift:
     def __init__(self, ctx: AugmentContext, shift=25.0, p: float = 0.5):
         self.shift, self.p = span("shift", shift, symmetric=True), probability(p)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
         if rng.random() >= self.p:
             return image, mask
         shifts = rng.uniform(*self.shift, size=3)
@@ -296,7 +296,7 @@ class BrightnessContrast:
         self.contrast = span("contrast", contrast, symmetric=True)
         self.p = probability(p)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
         if rng.random() >= self.p:
             return image, mask
         alpha = 1 + rng.uniform(*self.contrast)
@@ -317,7 +317,7 @@ class ColorDistort:
         self.hue, self.p = non_negative("hue", hue), probability(p)
         self.ops = (self._brightness, self._contrast, self._saturation, self._hue)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
         for i in rng.permutation(len(self.ops)):
             if rng.random() < self.p:
                 image = self.ops[i](image, rng)

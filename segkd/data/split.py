@@ -136,7 +136,7 @@ def stratified_assignment(present: np.ndarray, counts: list[int], seed: int) -> 
     split with room that has none of the class yet, else the one furthest below its share of the class,
     ties to the one with the most room left. Images with no class fill the remaining room.
     """
-    n, k = present.shape
+    n = len(present)
     room = np.asarray(counts, np.int64)
     want = present.sum(0)[None, :] * (room[:, None] / max(n, 1))  # S×K wanted images per class
     have = np.zeros_like(want)

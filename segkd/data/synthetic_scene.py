@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 BELT_COLOURS = np.array([[0.20, 0.20, 0.21], [0.14, 0.17, 0.15], [0.15, 0.16, 0.20], [0.26, 0.25, 0.24]], np.float32)
-FAR = 1e6  # distance given to pixels outside a painter's reach (finite, so cos/clip stay well defined)
 DIRT_COLOURS = np.array([[0.36, 0.27, 0.17], [0.30, 0.24, 0.18], [0.45, 0.33, 0.20], [0.22, 0.18, 0.14]], np.float32)
+FAR = 1e6  # distance given to pixels outside a painter's reach (finite, so cos/clip stay well defined)
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
@@ -97,13 +97,13 @@ class FruitSpec:
 
 
 def place_fruits(rng: np.random.Generator, h: int, w: int) -> list[FruitSpec]:
-    """1-4 fruits, sizes shrinking with the count, some cut by the image border, little overlap."""
+    """1-4 fruits (a lone one is larger), some cut by the image border, overlapping a little at most."""
     count = int(rng.choice([1, 2, 2, 3, 3, 4]))
     side = min(h, w)
     fruits: list[FruitSpec] = []
     for _ in range(count):
         radius = side * rng.uniform(0.2, 0.32) * (1.2 if count == 1 else 1.0)
-        for _ in range(12):  # rejection: keep overlap under a third of the radius
+        for _ in range(12):  # rejection: centres at least 0.7 * (r1 + r2) apart (else the last try stays)
             cy = rng.uniform(-0.25 * radius, h + 0.25 * radius)
             cx = rng.uniform(-0.25 * radius, w + 0.25 * radius)
             if all(np.hypot(cy - f.cy, cx - f.cx) > 0.7 * (radius + f.radius) for f in fruits):
