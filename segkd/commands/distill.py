@@ -1,14 +1,108 @@
-"""`segkd distill`: filled by a later issue."""
+"""`segkd distill`: train a student with the one trainer plus a frozen teacher and the preset's KD terms."""
 
-from segkd.errors import NotImplementedYet
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
+from segkd.config import Config, load_config, parse_overrides, size_hw
+from segkd.engine.checkpointing import resume_config
+from segkd.engine.distill import Distiller
+from segkd.engine.trainer import train
+from segkd.errors import ConfigError
 
 NAME = "distill"
 PANEL = "Train"
 
+#: short override prefixes accepted for the teacher: teacher.weights=FILE == distill.teacher.weights=FILE
+ALIASES = {"teacher.": "distill.teacher."}
 
-def main() -> None:
-    """Not implemented yet.
 
-    Example: [bold]segkd distill --help[/]
+def expand_aliases(overrides: dict[str, Any]) -> dict[str, Any]:
+    """`teacher.X=...` -> `distill.teacher.X=...`; giving both spellings of one key is an error."""
+    out_: dict[str, Any] = {}
+    for key, value in overrides.items():
+        full = next((long + key[len(short):] for short, long in ALIASES.items() if key.startswith(short)), key)
+        if full in out_:
+            raise ConfigError(f"'{key}' and '{full}' set the same key: give one")
+        out_[full] = value
+    return out_
+
+
+def distill_config(preset: str | None, data: str | None, overrides: list[str] | None) -> Config:
+    """The run's config: the preset + overrides, or (with resume=last.pt) the config saved in that run."""
+    parsed = expand_aliases(parse_overrides(overrides or []))
+    if data is not None:
+        parsed["data.root"] = data
+    if parsed.get("resume"):
+        cfg = resume_config(parsed.pop("resume"), parsed)
+    elif preset is None:
+        raise ConfigError("segkd distill needs --preset NAME (a preset with a distill block), or resume=last.pt")
+    else:
+        cfg = load_config(preset, parsed)
+    if cfg.distill is None:
+        raise ConfigError(
+            f"preset '{cfg.preset}' has no distill block (teacher + terms): pick one marked KD in `segkd presets`"
+        )
+    return cfg
+
+
+def main(
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A preset with a [bold]distill[/] block."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset folder (same as data.root=DIR)."),
+    random_teacher: bool = typer.Option(
+        False, "--random-teacher", help="Run with an untrained teacher when no weights are given (smoke tests only)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as one JSON document."),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Distill a teacher into a student: hard labels + the preset's weighted KD terms, one column each.
+
+    The teacher is [bold]distill.teacher[/] (a preset + weights, or a segkd checkpoint); [bold]teacher.weights=FILE[/]
+    is short for distill.teacher.weights=FILE. Checkpoints hold the student only, so eval/predict/export take
+    best.pt as they take a trained one.
+
+    Example: [bold]segkd distill --preset fastsegformer-p-kd2 --data demo/oranges teacher.weights=runs/train/swin-t-att-unet/weights/best.pt[/]
     """
-    raise NotImplementedYet("'segkd distill' is not implemented yet")
+    cfg = distill_config(preset, data, overrides)
+    distiller = Distiller.from_config(cfg, allow_random_teacher=random_teacher)
+    if cfg.distill.teacher.weights is None:
+        err.print("[yellow]warning:[/] the teacher is untrained (--random-teacher): this run only tests the pipeline")
+    (th, tw), (sh, sw) = distiller.teacher_size, distiller.student_size
+    err.print(f"teacher {distiller.teacher_arch} at {th}×{tw} ({distiller.teacher_spec.source}), "
+              f"student {cfg.model.arch} at {sh}×{sw}", markup=False, soft_wrap=True)
+    for line in distiller.describe():
+        err.print(f"  {line}", markup=False, soft_wrap=True)
+    summary = train(cfg, distiller=distiller, progress=progress_enabled(), console=err,
+                    callbacks=distiller.callbacks())
+    summary["teacher"] = {"arch": distiller.teacher_arch, "weights": distiller.teacher_spec.source,
+                          "input_size": list(distiller.teacher_size), "val": distiller.teacher_metrics}
+    summary["kd_terms"] = distiller.term_names
+    if as_json:
+        print_json(summary)
+        return
+    out.print(result_table(cfg, summary))
+    if summary.get("best"):
+        out.print(f"best: {summary['best']}")
+
+
+def result_table(cfg: Config, summary: dict) -> Table:
+    """Teacher and distilled student side by side (val mIoU, in %)."""
+    table = Table(title=f"segkd distill {cfg.name}")
+    for col in ("model", "role", "input", "val mIoU"):
+        table.add_column(col, justify="right" if col == "val mIoU" else "left")
+    teacher = summary["teacher"]
+    t_miou = (teacher["val"] or {}).get("mIoU")
+    h, w = teacher["input_size"]
+    table.add_row(teacher["arch"], "teacher", f"{h}×{w}", _pct(t_miou))
+    sh, sw = size_hw(cfg.data.input_size)
+    table.add_row(cfg.model.arch, f"student (best, epoch {summary.get('best_epoch')})", f"{sh}×{sw}",
+                  _pct(summary.get("best_miou")))
+    return table
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"

@@ -1,0 +1,83 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from segkd.errors import ConfigError, JobFailed
+from segkd.losses import build_loss
+
+
+def expected_pkl(s, t, softmax, temperature=2.0, k1=0.5, reference=False):
+    b, k, h, w = s.shape
+    kl = 0.0
+    for i in range(b):
+        for y in range(h):
+            for x in range(w):
+                qs = softmax(s[i, :, y, x] / temperature, 0)
+                qt = softmax(t[i, :, y, x] / temperature, 0)
+                kl += sum(qt[c] * math.log(qt[c] / qs[c]) for c in range(k))
+    kl /= b * h * w
+    mse = ((s - t) ** 2).mean()
+    if reference:
+        mse /= h * w
+    return k1 * temperature**2 * kl + (1 - k1) * mse
+
+
+@pytest.mark.parametrize("mode", ["paper", "reference"])
+def test_pkl_matches_hand_computed(rng, softmax, tensor, mode):
+    s, t = rng.normal(size=(2, 3, 2, 2)) * 2, rng.normal(size=(2, 3, 2, 2)) * 2
+    _, weight, loss = build_loss({"loss": "pkl", "weight": 0.5, "temperature": 2.0, "k1": 0.5, "mode": mode})
+    got = loss(tensor(s), tensor(t)).item()
+    assert weight == 0.5
+    assert got == pytest.approx(expected_pkl(s, t, softmax, reference=mode == "reference"), rel=1e-5)
+
+
+def test_pkl_k1_and_temperature(rng, softmax, tensor):
+    s, t = rng.normal(size=(1, 4, 3, 2)), rng.normal(size=(1, 4, 3, 2))
+    _, _, loss = build_loss({"loss": "pkl", "temperature": 4.0, "k1": 0.8})
+    assert loss(tensor(s), tensor(t)).item() == pytest.approx(expected_pkl(s, t, softmax, 4.0, 0.8), rel=1e-5)
+
+
+def test_pkl_resizes_teacher_to_student(rng, softmax, tensor):
+    s = rng.normal(size=(2, 3, 2, 2))
+    per_channel = rng.normal(size=(2, 3, 1, 1))
+    t_small = np.broadcast_to(per_channel, (2, 3, 2, 2))
+    t_big = np.broadcast_to(per_channel, (2, 3, 8, 8))  # spatially constant: any bilinear resize keeps it
+    _, _, loss = build_loss({"loss": "pkl"})
+    assert loss(tensor(s), tensor(t_big.copy())).item() == pytest.approx(expected_pkl(s, t_small, softmax), rel=1e-5)
+
+
+def test_pkl_zero_when_equal(tensor, rng):
+    z = tensor(rng.normal(size=(2, 4, 3, 3)))
+    _, _, loss = build_loss({"loss": "pkl"})
+    assert loss(z, z.clone()).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_pkl_gradient_reaches_student_only(rng, tensor):
+    s = tensor(rng.normal(size=(1, 3, 2, 2))).requires_grad_()
+    t = tensor(rng.normal(size=(1, 3, 2, 2))).requires_grad_()
+    _, _, loss = build_loss({"loss": "pkl"})
+    loss(s, t).backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    assert t.grad is None
+
+
+def test_pkl_nan_guard_names_term(rng, tensor):
+    s = tensor(rng.normal(size=(1, 3, 2, 2)))
+    s[0, 0, 0, 0] = float("nan")
+    _, _, loss = build_loss({"loss": "pkl"})
+    loss.term = "kd_pkl"
+    with pytest.raises(JobFailed, match="kd_pkl"):
+        loss(s, torch.zeros(1, 3, 2, 2))
+
+
+def test_pkl_needs_same_class_count():
+    _, _, loss = build_loss({"loss": "pkl"})
+    with pytest.raises(ConfigError, match="4 channels and teacher tap 5"):
+        loss.build_adapter((2, 4, 56, 56), (2, 5, 128, 128))
+
+
+def test_pkl_rejects_unknown_mode():
+    with pytest.raises(ConfigError, match="mode='code'"):
+        build_loss({"loss": "pkl", "mode": "code"})
