@@ -1,14 +1,110 @@
-"""`segkd bench`: filled by a later issue."""
+"""`segkd bench`: latency, FPS, params, GFLOPs, memory (and mIoU) per model × backend, with the protocol stated."""
 
-from segkd.errors import NotImplementedYet
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
+from segkd.commands.export import parse_size
+from segkd.deploy.bench import BACKENDS, BenchOptions, BenchRow, bench, load_targets
+from segkd.deploy.bench_report import (
+    COLUMNS,
+    append_log,
+    bench_document,
+    cell,
+    plot_scatter,
+    protocol_header,
+    write_csv,
+    write_json,
+)
+from segkd.deploy.predictor import pick_device
+from segkd.deploy.timing import Protocol
+from segkd.engine.runs import make_run_dir
+from segkd.errors import ConfigError
 
 NAME = "bench"
 PANEL = "Deploy"
 
 
-def main() -> None:
-    """Not implemented yet.
+def _names(values: list[str] | str | None) -> list[str]:
+    """Comma-separated and/or repeated option values -> a flat list."""
+    if values is None:
+        return []
+    items = [values] if isinstance(values, str) else values
+    return [v.strip() for item in items for v in item.split(",") if v.strip()]
 
-    Example: [bold]segkd bench --help[/]
+
+def main(
+    preset: Optional[str] = typer.Option(None, "--preset", help="Preset(s), comma-separated (random weights: "
+                                         "speed only; with one preset, --weights may be a foreign file)."),
+    weights: Optional[list[str]] = typer.Option(None, "--weights", "-w", help="Checkpoint(s) or .onnx file(s); "
+                                                "repeat or comma-separate."),
+    imgsz: Optional[str] = typer.Option(None, "--imgsz", help="Input size 224 or H,W (default: each model's own)."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Images per forward pass."),
+    fp16: bool = typer.Option(False, "--fp16", help="Half precision: autocast and pure .half() on CUDA; bf16 "
+                              "autocast on the CPU (no fast fp16 CPU kernels)."),
+    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast."),
+    backend: str = typer.Option("torch,onnxruntime", "--backend", help="Comma-separated: torch, compile, onnxruntime."),
+    e2e: bool = typer.Option(False, "--e2e", help="Time JPEG decode + preprocess + model + postprocess."),
+    plot: bool = typer.Option(False, "--plot", help="Write FPS-vs-mIoU and params-vs-mIoU scatter PNGs."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder: adds val mIoU (trained weights) and "
+                                        "real images for --e2e."),
+    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed warm-up calls."),
+    iters: int = typer.Option(100, "--iters", min=1, help="Timed calls, at least."),
+    min_time: float = typer.Option(2.0, "--min-time", min=0.0, help="Seconds of timed calls, at least."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (PyTorch and ONNX Runtime)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name under runs/bench/ (default: first model)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of the table."),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " (applied to every preset)"),
+) -> None:
+    """Benchmark models: one row per model × backend, protocol in the header, CSV/JSON under runs/bench/.
+
+    Defaults follow MMSegmentation's benchmark: 5 warm-up calls, then at least 100 timed calls and 2 s, batch 1,
+    model only; --e2e adds decode, preprocessing and postprocessing.
+
+    Example: [bold]segkd bench --preset fastsegformer-p,segformer-b0 --imgsz 224 --threads 2[/]
     """
-    raise NotImplementedYet("'segkd bench' is not implemented yet")
+    if fp16 and bf16:
+        raise ConfigError("--fp16 and --bf16 exclude each other")
+    backends = tuple(_names(backend))
+    for b in backends:
+        if b not in BACKENDS:
+            raise ConfigError(f"--backend {b}: choose from {', '.join(BACKENDS)}")
+    if data is not None and not data.is_dir():
+        raise ConfigError(f"--data {data}: not a folder")
+    targets = load_targets(_names(preset), _names(weights), overrides or None)
+    run_dir = make_run_dir("runs", "bench", name or targets[0].name)
+    opts = BenchOptions(backends, parse_size(imgsz), batch, "fp16" if fp16 else "bf16" if bf16 else "fp32", e2e,
+                        pick_device(device), threads, Protocol(warmup, iters, min_time), data, run_dir)
+    header = protocol_header(opts)
+    for line in header:
+        err.print(line)
+    rows = bench(targets, opts, log=lambda m: err.print(m), progress=progress_enabled())
+    doc = bench_document(opts, rows)
+    files = [write_csv(run_dir / "results.csv", rows), write_json(run_dir / "bench.json", doc),
+             append_log(run_dir.parent / "benchmarks.log", header, rows)]
+    if plot:
+        files += plot_scatter(rows, run_dir)
+    if as_json:
+        print_json({**doc, "files": [str(f) for f in files]})
+        return
+    out.print(results_table(rows))
+    for r in rows:
+        if r.notes:
+            out.print(f"  {r.model} · {r.backend} · {r.dtype}: {r.notes}")
+    out.print("legend: ✅ ran | ❌ failed (reason in its notes above) · latency per batch, FPS = images/s")
+    err.print(f"results: {', '.join(str(f) for f in files)}")
+
+
+def results_table(rows: list[BenchRow]) -> Table:
+    table = Table(title="segkd bench")
+    for field, header, _ in COLUMNS:
+        table.add_column(header, justify="left" if field in ("model", "backend", "dtype", "status") else "right")
+    for r in rows:
+        table.add_row(*(cell(r, field, fmt) for field, _, fmt in COLUMNS))
+    return table

@@ -1,14 +1,97 @@
-"""`segkd predict`: filled by a later issue."""
+"""`segkd predict`: segment images, folders, globs and videos with a checkpoint or an exported ONNX file."""
 
-from segkd.errors import NotImplementedYet
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from segkd.commands.common import err, out, print_json, progress_enabled
+from segkd.deploy.predict import PredictOptions, PredictReport, predict_sources
+from segkd.deploy.predictor import Predictor
+from segkd.deploy.visualize import MIXES
+from segkd.engine.runs import make_run_dir
+from segkd.errors import ConfigError, DataError, JobFailed
 
 NAME = "predict"
 PANEL = "Deploy"
 
 
-def main() -> None:
-    """Not implemented yet.
+def main(
+    sources: list[str] = typer.Argument(..., help="Image files, folders, glob patterns ('imgs/*.jpg') or videos."),
+    weights: Path = typer.Option(..., "--weights", "-w", help="A segkd checkpoint (.pt) or an exported .onnx file."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder (default runs/predict/<name>)."),
+    mix: str = typer.Option("overlay", "--mix", help="Picture: overlay (image + colours), mask (colours), cutout."),
+    alpha: float = typer.Option(0.7, "--alpha", help="Colour weight of the overlay (0.7 = FastSegFormer mix 0)."),
+    count: bool = typer.Option(False, "--count", help="Print pixel counts and ratios per class; write counts.csv."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Images (or video frames) per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (ONNX: CUDA EP when installed)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+) -> None:
+    """Segment images, folders, globs and videos; write label PNGs and pictures (exit 1 if an input failed).
 
-    Example: [bold]segkd predict --help[/]
+    Writes labels/<name>.png (class indices, palette PNG), <mix>/<name>.jpg and <video>_<mix>.mp4.
+    Unreadable inputs are warned about and skipped: exit code 1 when any input failed, 2 when none was readable.
+
+    Example: [bold]segkd predict --weights runs/train/fastsegformer-p/weights/best.pt photos/ clip.mp4 --count[/]
     """
-    raise NotImplementedYet("'segkd predict' is not implemented yet")
+    if mix not in MIXES:
+        raise ConfigError(f"--mix {mix}: choose from {', '.join(MIXES)}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"--alpha {alpha}: must lie in [0, 1]")
+    predictor = Predictor.load(weights, device)
+    folder = Path(out_dir) if out_dir else make_run_dir("runs", "predict", predictor.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    err.print(f"predict: {weights} via {predictor.backend} on {predictor.device}, input "
+              f"{'×'.join(map(str, predictor.meta.input_size))} ({predictor.meta.resize})")
+    report = predict_sources(predictor, sources, folder, PredictOptions(mix, alpha, batch, count),
+                             warn=lambda msg: err.print(f"[yellow]warning:[/] {msg}"), progress=progress_enabled())
+    if as_json:
+        print_json(report_json(report, predictor.classes))
+    elif count and report.images:
+        out.print(counts_table(report, predictor.classes))
+    if report.done:
+        err.print(f"{_plural(len(report.images), 'image')}, {_plural(len(report.videos), 'video')} -> {folder}"
+                  + (f" (skipped {report.skipped} non-image files)" if report.skipped else ""))
+        for v in report.videos:
+            err.print(f"  {v.source.name}: {v.frames} frames, {v.fps:.1f} FPS end-to-end -> {v.output}")
+    if not report.done:
+        raise DataError(f"nothing readable in {', '.join(sources)}")
+    if report.failed:
+        raise JobFailed(f"{len(report.failed)} of {len(report.failed) + report.done} inputs failed "
+                        f"(first: {report.failed[0][0]})")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def counts_table(report: PredictReport, classes: list[str]) -> Table:
+    table = Table(title="pixels per class (ratio)")
+    table.add_column("image")
+    for name in classes:
+        table.add_column(name, justify="right")
+    for r in report.images:
+        total = max(1, sum(r.counts))
+        table.add_row(r.source.name, *(f"{n} ({100 * n / total:.1f}%)" for n in r.counts))
+    return table
+
+
+def report_json(report: PredictReport, classes: list[str]) -> dict:
+    def counts(r):
+        total = max(1, sum(r.counts))
+        return {c: {"pixels": n, "ratio": n / total} for c, n in zip(classes, r.counts)}
+
+    return {
+        "out_dir": str(report.out_dir),
+        "images": [{"source": str(r.source), "labels": str(r.labels), "picture": str(r.picture),
+                    "size": list(r.size), **({"counts": counts(r)} if r.counts is not None else {})}
+                   for r in report.images],
+        "videos": [{"source": str(v.source), "output": str(v.output), "frames": v.frames, "fps": v.fps}
+                   for v in report.videos],
+        "counts_csv": str(report.counts_csv) if report.counts_csv else None,
+        "failed": [{"input": name, "reason": reason} for name, reason in report.failed],
+        "skipped": report.skipped,
+    }

@@ -1,1 +1,8 @@
-"""Deployment: ONNX export and verification, inference backends, benchmarking, visualisation."""
+"""Deployment: ONNX export and verification, inference backends, benchmarking, visualisation.
+
+- `loading` (the PyTorch model + `meta.DeployMeta`) -> `export` (ONNX, onnxsim, `graph_passes`, metadata)
+  -> `verify` (ONNX Runtime vs PyTorch) ; `fp16`, `quantize` (int8 QDQ) ; `artifacts` (the `segkd export` job).
+- `onnx_model` (an ORT session that reads its metadata) and `predictor` (images -> label maps, PyTorch or ONNX)
+  -> `predict` (sources, outputs, videos) with `sources` and `visualize`.
+- `timing` (the protocol) -> `backends` (eager / compile / ORT runners) -> `bench` (rows) -> `bench_report`.
+"""

@@ -1,0 +1,162 @@
+"""FastSegFormer-P/-E CPU speed: PyTorch eager vs a plain ONNX export vs segkd's export vs segkd's int8.
+
+For each model at 224×224, batch 1, fp32, N threads (default 2), model only, random weights (speed does not
+depend on them):
+- `eager, as built`: the model straight from `build_model`, NCHW, `torch.inference_mode`;
+- `eager`: the segkd model in PyTorch as `segkd bench` runs it (`segkd.deploy.backends.torch_runner`: BatchNorm
+  folded, NCHW or channels_last by a probe, `torch.inference_mode`);
+- `plain onnx`: `torch.onnx.export(model, x, dynamo=False, opset_version=17)` run by a default
+  `onnxruntime.InferenceSession` (intra-op threads set to N);
+- `segkd onnx`: `segkd.deploy.export.export_onnx` run with `segkd.deploy.onnx_model.session_options(N)`;
+- `segkd int8`: `segkd.deploy.quantize.quantize_int8` of that export, calibrated on synthetic orange images
+  (`segkd.data.synthetic`), same session options.
+Every figure uses `segkd.deploy.timing.measure` (warm-up, then ≥ iters calls and ≥ min-time seconds), split into
+interleaved rounds (the PyTorch methods among themselves, then the ONNX Runtime ones) so that load from other
+processes on a shared machine affects the compared methods alike.
+
+    python benchmarks/speed.py [--models fastsegformer-p,fastsegformer-e] [--threads 2] [--iters 100]
+                               [--warmup 10] [--min-time 2] [--rounds 5] [--calib 32] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from segkd.config import config_to_dict, load_config, preset_names
+from segkd.data.io import read_image
+from segkd.data.synthetic import generate_oranges
+from segkd.deploy.backends import torch_runner
+from segkd.deploy.bench_report import device_name
+from segkd.deploy.export import export_onnx
+from segkd.deploy.meta import DeployMeta
+from segkd.deploy.onnx_model import session_options
+from segkd.deploy.quantize import quantize_int8
+from segkd.deploy.timing import Protocol, Timing, measure
+from segkd.models import build_model
+
+REFERENCE_MS = {"fastsegformer-p": {"eager": 60.0, "plain onnx": 31.0},  # measured on this machine (the brief)
+                "fastsegformer-e": {"eager": 38.0, "plain onnx": 12.0}}
+
+
+def model_config(name: str) -> dict:
+    """The preset, or FastSegFormer-P's preset with the architecture swapped (same data config)."""
+    if name in preset_names():
+        return config_to_dict(load_config(name))
+    return config_to_dict(load_config("fastsegformer-p", [f"model.arch={name.replace('-', '_')}"]))
+
+
+def plain_export(model: torch.nn.Module, path: Path) -> Path:
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False, opset_version=17,
+                          input_names=["images"], output_names=["logits"])
+    return path
+
+
+def ort_call(path: Path, options: ort.SessionOptions, x: np.ndarray):
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, {"images": x})
+
+
+def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib: list[np.ndarray], tmp: Path
+                ) -> list[dict]:
+    config = model_config(name)
+    torch.manual_seed(0)
+    model = build_model(config["model"]).eval()
+    meta = DeployMeta.from_config(config)
+    x = torch.randn(1, 3, 224, 224)
+    plain_options = ort.SessionOptions()
+    plain_options.intra_op_num_threads = threads
+    segkd_path = export_onnx(model, meta, tmp / f"{name}.onnx").path
+    int8_path = quantize_int8(segkd_path, tmp / f"{name}.int8.onnx", meta, calib).path
+    eager = {"eager, as built": lambda: model(x),
+             "eager": torch_runner(model, (1, 3, 224, 224), torch.device("cpu")).forward}
+    with torch.inference_mode():
+        times = interleaved(eager, protocol, rounds)  # PyTorch's and ORT's thread pools are not interleaved:
+    onnx_calls = {  # each spins for a while after its own work and would slow the other down
+        "plain onnx": ort_call(plain_export(model, tmp / f"{name}.plain.onnx"), plain_options, x.numpy()),
+        "segkd onnx": ort_call(segkd_path, session_options(threads), x.numpy()),
+        "segkd int8": ort_call(int8_path, session_options(threads), x.numpy()),
+    }
+    times.update(interleaved(onnx_calls, protocol, rounds))
+    rows = []
+    for method, t in times.items():
+        rows.append({"model": name, "method": method, "mean_ms": t.mean, "median_ms": t.median, "p90_ms": t.p90,
+                     "min_ms": min(t.times_ms),
+                     "fps": t.fps, "iters": t.n, "reference_ms": REFERENCE_MS.get(name, {}).get(method)})
+    by = {r["method"]: r["median_ms"] for r in rows}
+    for r in rows:
+        r["speedup_vs_plain"] = by["plain onnx"] / r["median_ms"]
+        r["speedup_vs_segkd"] = by["segkd onnx"] / r["median_ms"]
+    return rows
+
+
+def interleaved(calls: dict, protocol: Protocol, rounds: int) -> dict[str, Timing]:
+    """The protocol split into `rounds` interleaved slices (warm-up once, then each method in turn for
+    iters/rounds calls and min_time/rounds seconds per round), so a load change on a shared machine hits
+    every method alike."""
+    part = Protocol(0, max(1, protocol.iters // rounds), protocol.min_time / rounds)
+    for call in calls.values():
+        measure(call, Protocol(protocol.warmup, 1, 0.0))
+    times: dict[str, list[float]] = {method: [] for method in calls}
+    for _ in range(rounds):
+        for method, call in calls.items():
+            times[method] += measure(call, part).times_ms
+    return {method: Timing(t) for method, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="fastsegformer-p,fastsegformer-e")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--min-time", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds the timed calls are split into")
+    parser.add_argument("--calib", type=int, default=32, help="synthetic images for int8 calibration")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    protocol = Protocol(args.warmup, args.iters, args.min_time)
+    header = (f"device cpu ({device_name(torch.device('cpu'))}), {args.threads} threads · torch {torch.__version__} · "
+              f"onnxruntime {ort.__version__} · fp32 (int8 row: QDQ U8S8) · 224×224 · batch 1 · model only · "
+              f"warm-up {args.warmup}, ≥{args.iters} calls and ≥{args.min_time:g} s in {args.rounds} interleaved rounds · "
+              f"speed-up = median / median")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = generate_oranges(Path(tmp) / "oranges", n_images=args.calib, size=(256, 256))
+        calib = [read_image(p) for p in sorted((Path(data) / "JPEGImages").glob("*.jpg"))]
+        for name in args.models.split(","):
+            rows += bench_model(name.strip(), args.threads, protocol, args.rounds, calib, Path(tmp))
+    if args.json:
+        print(json.dumps({"protocol": header, "rows": rows}, indent=2))
+        return
+    console = Console()
+    console.print(header)
+    table = Table(title="FastSegFormer CPU speed")
+    for col in ("model", "method", "mean ms", "median ms", "p90 ms", "min ms", "FPS", "× vs plain onnx",
+                "× vs segkd onnx", "reference ms"):
+        table.add_column(col, justify="left" if col in ("model", "method") else "right")
+    for r in rows:
+        ref = r["reference_ms"]
+        table.add_row(r["model"], r["method"], f"{r['mean_ms']:.1f}", f"{r['median_ms']:.1f}", f"{r['p90_ms']:.1f}",
+                      f"{r['min_ms']:.1f}",
+                      f"{r['fps']:.1f}", f"{r['speedup_vs_plain']:.2f}", f"{r['speedup_vs_segkd']:.2f}",
+                      "-" if ref is None else f"{ref:.0f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""`segkd export` as a plain function: every requested artifact exported, then verified against PyTorch.
+
+Artifacts: `<out>` (fp32, always: fp16 and int8 derive from it), `<out stem>.fp16.onnx` with fp16,
+`<out stem>.int8.onnx` with int8. An artifact that fails verification is renamed `<name>.onnx.unverified`
+and makes the job fail (the later artifacts are not built from an unverified fp32 graph).
+
+Real images for verification: the `calib` data (val split), else the config's `data.root` when it exists,
+else a synthetic natural-looking image. int8 additionally reports val mIoU (fp32 vs int8 ONNX Runtime on the
+whole val split) and the latency of both (batch 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from segkd.data.dataset import open_dataset
+from segkd.deploy.export import OnnxExport, export_onnx
+from segkd.deploy.fp16 import export_fp16
+from segkd.deploy.loading import LoadedModel
+from segkd.deploy.onnx_model import OnnxModel, OnnxModule
+from segkd.deploy.quantize import calibration_images, quantize_int8
+from segkd.deploy.timing import Protocol, measure
+from segkd.deploy.verify import ParityReport, parity_inputs, synthetic_image, verify_onnx
+from segkd.engine.evaluator import evaluate_model
+from segkd.errors import DataError
+
+PARITY_IMAGES = {"fp32": 2, "fp16": 2, "int8": 4}
+
+
+@dataclass
+class ExportRequest:
+    out: Path  # the fp32 file
+    imgsz: tuple[int, int] | None = None  # None = the config's input size
+    dynamic: bool = False
+    fp16: bool = False
+    int8: bool = False
+    calib: Path | None = None  # dataset root: int8 calibration + real verification images
+    simplify: bool = True
+    opset: int = 17
+    argmax: bool = False
+    device: str = "cpu"  # cuda: fp16 is traced in half on the GPU and verified with the CUDA EP when present
+    threads: int | None = None  # ONNX Runtime intra-op threads for the int8 latency figures
+
+
+@dataclass
+class Artifact:
+    format: str  # ONNX fp32 | ONNX fp16 | ONNX int8
+    path: Path
+    ok: bool
+    seconds: float
+    parity: ParityReport | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def mb(self) -> float:
+        return self.path.stat().st_size / 2**20 if self.path.is_file() else 0.0
+
+
+@dataclass
+class Int8Report:
+    miou_fp32: float  # val mIoU (0..1) of the fp32 graph on ONNX Runtime
+    miou_int8: float
+    ms_fp32: float  # mean latency, batch 1
+    ms_int8: float
+    val_images: int
+    calib_images: int
+
+    @property
+    def speedup(self) -> float:
+        return self.ms_fp32 / self.ms_int8
+
+    @property
+    def miou_drop(self) -> float:  # mIoU points lost (×100)
+        return 100.0 * (self.miou_fp32 - self.miou_int8)
+
+
+@dataclass
+class ExportReport:
+    source: str
+    artifacts: list[Artifact] = field(default_factory=list)
+    int8: Int8Report | None = None
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{a.format}: {'; '.join(a.parity.failures) if a.parity else 'failed'}"
+                for a in self.artifacts if not a.ok]
+
+
+def export_artifacts(loaded: LoadedModel, req: ExportRequest, log: Callable[[str], None] = lambda m: None
+                     ) -> ExportReport:
+    report = ExportReport(loaded.name)
+    model, device = loaded.model, torch.device(req.device)
+    kwargs = dict(imgsz=req.imgsz, dynamic=req.dynamic, opset=req.opset, argmax=req.argmax, simplify=req.simplify)
+    images = _real_images(loaded, req)
+    log(f"ONNX: exporting {loaded.meta.arch} with opset {req.opset}" + (", dynamic axes" if req.dynamic else ""))
+    base = export_onnx(model, loaded.meta, req.out, **kwargs)
+    report.artifacts.append(_checked(base, model, images, "cpu"))
+    if not report.artifacts[0].ok:
+        return report
+    if req.fp16:
+        path = req.out.with_name(f"{req.out.stem}.fp16.onnx")
+        fp16 = export_fp16(model, base, path, device=device, **kwargs)
+        report.artifacts.append(_checked(fp16, model, images, device))
+    if req.int8:
+        if req.calib is None:
+            raise DataError("--int8 needs --calib DATA (a dataset folder whose val split calibrates the ranges)")
+        calib = calibration_images(req.calib, loaded.config["data"])
+        log(f"int8: calibrating on {len(calib)} images of {req.calib}")
+        path = req.out.with_name(f"{req.out.stem}.int8.onnx")
+        int8 = quantize_int8(base.path, path, base.meta, calib, batch=1)
+        report.artifacts.append(_checked(int8, model, calib, "cpu"))
+        if report.artifacts[-1].ok:
+            log("int8: scoring fp32 and int8 on the val split")
+            report.int8 = compare_int8(base, int8, loaded, req, len(calib))
+    return report
+
+
+def _checked(export: OnnxExport, model: torch.nn.Module, images: list[np.ndarray], device: torch.device | str
+             ) -> Artifact:
+    """Verify one export; rename it `.unverified` when it fails."""
+    meta = export.meta
+    pre = meta.preprocess()
+    real = [pre(im)[0] for im in images[: PARITY_IMAGES[meta.precision]]]
+    inputs = parity_inputs(real, tuple(meta.input_size), meta.dynamic, getattr(model, "size_divisor", 1),
+                           meta.precision)
+    parity = verify_onnx(OnnxModel(export.path, device), model, inputs, meta.precision)
+    artifact = Artifact(f"ONNX {meta.precision}", export.path, parity.passed, export.seconds, parity,
+                        list(export.notes))
+    if not parity.passed:
+        artifact.path = export.path.replace(export.path.with_name(export.path.name + ".unverified"))
+    return artifact
+
+
+def _real_images(loaded: LoadedModel, req: ExportRequest) -> list[np.ndarray]:
+    """Dataset images for the parity check: --calib, else the config's data.root, else a synthetic image."""
+    n = max(PARITY_IMAGES.values())
+    for root in (req.calib, loaded.config["data"].get("root")):
+        if root and Path(root).is_dir():
+            try:
+                return calibration_images(root, loaded.config["data"], n)
+            except DataError:
+                continue
+    h, w = req.imgsz or loaded.meta.input_size
+    return [synthetic_image(int(h * 1.25), int(w * 1.5), seed=i) for i in range(n)]
+
+
+def compare_int8(fp32: OnnxExport, int8: OnnxExport, loaded: LoadedModel, req: ExportRequest, n_calib: int
+                 ) -> Int8Report:
+    """Val mIoU and batch-1 latency of the fp32 and int8 graphs on ONNX Runtime (CPU)."""
+    data_cfg = dict(loaded.config["data"], input_size=list(fp32.meta.input_size))
+    k = fp32.meta.num_classes
+    dataset = open_dataset(req.calib, data_cfg.get("val_split", "val"), format=data_cfg.get("format", "auto"),
+                           num_classes=k, ignore_index=data_cfg["ignore_index"])
+    absent = (loaded.config.get("eval") or {}).get("absent", "nan")
+    x = np.stack([fp32.meta.preprocess()(synthetic_image(*fp32.meta.input_size))[0]])
+    scores, times = {}, {}
+    for name, export in (("fp32", fp32), ("int8", int8)):
+        onnx_model = OnnxModel(export.path, "cpu", req.threads)
+        metrics = evaluate_model(OnnxModule(onnx_model), dataset, data_cfg, device=torch.device("cpu"),
+                                 batch_size=1, absent=absent, progress=False)
+        scores[name] = float(metrics.mIoU)
+        times[name] = measure(lambda: onnx_model(x), Protocol(warmup=5, iters=50, min_time=1.0)).mean
+    return Int8Report(scores["fp32"], scores["int8"], times["fp32"], times["int8"], len(dataset), n_calib)

@@ -1,0 +1,134 @@
+"""Parity of an exported ONNX file with the PyTorch model it came from (onnxruntime vs fp32 PyTorch).
+
+Every export is checked on a real image (a dataset image, else a synthetic natural-looking one) and on random
+inputs (plus a second batch size and resolution when the graph is dynamic). Criteria per precision:
+
+| precision | max abs logit difference          | argmax agreement                    |
+|-----------|-----------------------------------|-------------------------------------|
+| fp32      | ≤ 1e-3                            | ≥ 99.9 % of pixels                  |
+| fp16      | ≤ 1e-2 · max(1, max |logit|)      | ≥ 99.9 % of decisive pixels (*)     |
+| int8      | reported, not checked             | ≥ 95 % of pixels, real images only  |
+
+(*) fp16 keeps ~3 significant digits, so a pixel whose two best fp32 logits are closer than the tolerance may
+flip; agreement is counted over the pixels whose top-2 margin exceeds it. Random inputs are out of distribution
+for int8 calibration, so int8 is judged on real images only (and by the mIoU that `segkd export --int8` prints).
+A graph exported with `labels` output is judged by agreement alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from segkd.deploy.export import ExportHead
+from segkd.deploy.onnx_model import OnnxModel
+
+TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "int8": float("inf")}
+MIN_AGREEMENT = {"fp32": 99.9, "fp16": 99.9, "int8": 95.0}
+
+
+@dataclass
+class ParityCase:
+    name: str  # real image, random, random batch 2 at 256×320, ...
+    shape: tuple[int, ...]
+    max_abs: float | None  # None for a labels graph
+    agreement: float  # % of pixels with the same argmax
+    tolerance: float | None = None
+
+
+@dataclass
+class ParityReport:
+    precision: str
+    cases: list[ParityCase] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def max_abs(self) -> float | None:
+        values = [c.max_abs for c in self.cases if c.max_abs is not None]
+        return max(values) if values else None
+
+    @property
+    def agreement(self) -> float:
+        return min(c.agreement for c in self.cases)
+
+    def summary(self) -> str:
+        diff = f"max |Δlogit| {self.max_abs:.2e}" if self.max_abs is not None else "labels output"
+        return f"{diff}, argmax agreement {self.agreement:.3f}% over {len(self.cases)} inputs"
+
+
+def synthetic_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A natural-looking H×W×3 uint8 RGB image: smooth colour gradients, a few blobs, mild noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([90 + 80 * xx / w, 110 + 60 * yy / h, 70 + 40 * (xx + yy) / (h + w)], -1)
+    for _ in range(6):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0.08, 0.3) * min(h, w)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))[..., None]
+        img = img * (1 - blob) + rng.uniform(0, 255, 3) * blob
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def parity_inputs(
+    real: list[np.ndarray], hw: tuple[int, int], dynamic: list[str], size_divisor: int, precision: str, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Named B×3×H×W float32 inputs: the preprocessed real images (one each), then random ones."""
+    rng = np.random.default_rng(seed)
+    inputs = {f"real image {i + 1}": x[None] for i, x in enumerate(real)}
+    if precision == "int8":
+        return inputs
+    inputs["random"] = rng.standard_normal((1, 3, *hw), dtype=np.float32)
+    if "batch" in dynamic:
+        inputs["random, batch 2"] = rng.standard_normal((2, 3, *hw), dtype=np.float32)
+    if "height" in dynamic:
+        h2, w2 = hw[0] + 2 * size_divisor, hw[1] + 3 * size_divisor
+        inputs[f"random at {h2}×{w2}"] = rng.standard_normal((1, 3, h2, w2), dtype=np.float32)
+    return inputs
+
+
+@torch.no_grad()
+def verify_onnx(onnx_model: OnnxModel, model: nn.Module, inputs: dict[str, np.ndarray], precision: str) -> ParityReport:
+    """Run every input through ONNX Runtime and fp32 PyTorch (CPU) and judge the differences."""
+    labels_graph = onnx_model.output == "labels"
+    ref_model = ExportHead(model).eval().float().cpu()
+    report = ParityReport(precision)
+    for name, x in inputs.items():
+        ref = ref_model(torch.from_numpy(x)).numpy()  # B×K×H×W fp32
+        try:
+            got = onnx_model(x)
+        except Exception as e:  # noqa: BLE001  (the graph does not run: a failed case, not a crash)
+            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            report.cases.append(ParityCase(name, tuple(x.shape), float("inf"), 0.0))
+            report.failures.append(f"{name}: ONNX Runtime failed ({text[:160]})")
+            continue
+        case = _compare(name, ref, got, labels_graph, precision)
+        report.cases.append(case)
+        if case.agreement < MIN_AGREEMENT[precision]:
+            report.failures.append(f"{name}: argmax agreement {case.agreement:.3f}% < {MIN_AGREEMENT[precision]}%")
+        if case.max_abs is not None and case.max_abs > case.tolerance:
+            report.failures.append(f"{name}: max |Δlogit| {case.max_abs:.3g} > {case.tolerance:.3g}")
+    return report
+
+
+def _compare(name: str, ref: np.ndarray, got: np.ndarray, labels_graph: bool, precision: str) -> ParityCase:
+    ref_labels = ref.argmax(1)
+    if labels_graph:
+        agree = 100.0 * float((got.astype(np.int64) == ref_labels).mean())
+        return ParityCase(name, tuple(ref.shape), None, agree)
+    got = got.astype(np.float32)
+    if got.shape != ref.shape:
+        return ParityCase(name, tuple(ref.shape), float("inf"), 0.0, TOLERANCE[precision])
+    tol = TOLERANCE[precision] * (max(1.0, float(np.abs(ref).max())) if precision == "fp16" else 1.0)
+    same = got.argmax(1) == ref_labels
+    if precision == "fp16":  # only decisive pixels: top-2 margin above the tolerance
+        top2 = np.sort(ref, axis=1)[:, -2:]
+        same = same[(top2[:, 1] - top2[:, 0]) > tol]
+    agree = 100.0 * float(same.mean()) if same.size else 100.0
+    return ParityCase(name, tuple(ref.shape), float(np.abs(got - ref).max()), agree, tol)

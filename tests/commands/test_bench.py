@@ -1,0 +1,71 @@
+"""`segkd bench` end to end on a tiny model: protocol header, table columns, CSV/JSON files, plots, errors."""
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from segkd.cli import app
+from segkd.deploy.bench_report import COLUMNS
+
+_spec = importlib.util.spec_from_file_location("deploy_fixtures", Path(__file__).parents[1] / "deploy" / "conftest.py")
+fx = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # importable: load_weights looks it up
+_spec.loader.exec_module(fx)  # registers `deploy_tiny`
+
+runner = CliRunner()
+QUICK = ["--warmup", "1", "--iters", "3", "--min-time", "0", "--device", "cpu", "--threads", "1"]
+
+
+def _flat(result) -> str:
+    return " ".join(result.output.split())
+
+
+def test_table_files_and_plots(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ckpt = fx.save_checkpoint(tmp_path / "tiny.pt")
+    data = fx.write_dataset(tmp_path / "data")
+    result = runner.invoke(app, ["bench", "-w", str(ckpt), "--data", str(data), "--plot", *QUICK])
+    assert result.exit_code == 0, result.output
+    flat = _flat(result)
+    assert "device cpu" in flat and "1 threads" in flat and "warm-up 1" in flat and "model only" in flat
+    assert "one fused multiply-add = one FLOP" in flat
+    run = tmp_path / "runs" / "bench" / "tiny"
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    assert [(r["backend"], r["status"]) for r in rows] == [("torch", "✅"), ("onnxruntime", "✅")]
+    assert all(float(r["mean_ms"]) > 0 and r["miou"] != "" and r["iters"] == "3" for r in rows)
+    doc = json.loads((run / "bench.json").read_text())
+    assert doc["batch"] == 1 and len(doc["rows"]) == 2
+    assert (run / "fps_vs_miou.png").is_file() and (run / "params_vs_miou.png").is_file()
+    log = (tmp_path / "runs" / "bench" / "benchmarks.log").read_text()
+    assert all(header in log for _, header, _ in COLUMNS)
+
+
+def test_json_onnx_weights_and_e2e(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ckpt = fx.save_checkpoint(tmp_path / "tiny.pt")
+    assert runner.invoke(app, ["export", "-w", str(ckpt), "--fp16"]).exit_code == 0
+    result = runner.invoke(app, ["bench", "-w", f"{ckpt},{tmp_path / 'tiny.fp16.onnx'}", "--backend", "onnxruntime",
+                                 "--e2e", "--batch", "2", "--json", *QUICK])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [(r["model"], r["backend"], r["dtype"], r["status"]) for r in doc["rows"]] == [
+        ("tiny", "onnxruntime", "fp32", "✅"), ("tiny.fp16", "onnxruntime", "fp16", "✅")]
+    assert doc["e2e"] and "end-to-end" in doc["protocol"][2] and doc["rows"][0]["fps"] > 0
+    assert any(f.endswith("results.csv") for f in doc["files"])
+
+
+def test_presets_and_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["bench", "--preset", "fastsegformer-p", "--backend", "torch", "--imgsz", "32",
+                                 *QUICK, "model.arch=deploy_tiny", "model.options={}"])
+    assert result.exit_code == 0, result.output
+    assert "fastsegformer-p" in result.stdout and "32×32" in result.stdout
+    result = runner.invoke(app, ["bench", "--backend", "torch"])
+    assert result.exit_code == 2 and "nothing to bench" in _flat(result)
+    result = runner.invoke(app, ["bench", "--preset", "fastsegformer-p", "--backend", "tensorrt"])
+    assert result.exit_code == 2 and "--backend tensorrt" in _flat(result)
+    result = runner.invoke(app, ["bench", "--preset", "fastsegformer-p", "--fp16", "--bf16"])
+    assert result.exit_code == 2 and "exclude each other" in _flat(result)

@@ -1,0 +1,69 @@
+"""Exact graph rewrites: Resize -> Conv1×1 becomes Conv1×1 -> Resize only where it saves work."""
+
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from segkd.deploy.export import simplify_graph
+from segkd.deploy.graph_passes import fuse_gelu, swap_resize_pointwise
+
+
+class UpThenConv(nn.Module):
+    def __init__(self, cin: int, cout: int, scale: float, mode: str):
+        super().__init__()
+        self.scale, self.mode = scale, mode
+        self.conv = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x):
+        align = True if self.mode == "bilinear" else None
+        return self.conv(nn.functional.interpolate(x, scale_factor=self.scale, mode=self.mode, align_corners=align))
+
+
+def _export(model, path, shape=(1, 8, 6, 10)):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.randn(*shape),), str(path), dynamo=False, opset_version=17,
+                          input_names=["x"])
+    proto, _ = simplify_graph(onnx.load(str(path)))
+    return proto
+
+
+def _run(proto, x):
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_upsample_then_pointwise_conv_is_swapped_exactly(mode, tmp_path):
+    proto = _export(UpThenConv(8, 3, 2.0, mode), tmp_path / "m.onnx")
+    before = onnx.ModelProto()
+    before.CopyFrom(proto)
+    assert swap_resize_pointwise(proto) == 1
+    onnx.checker.check_model(proto)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.index("Conv") < ops.index("Resize")
+    x = np.random.default_rng(0).standard_normal((1, 8, 6, 10), dtype=np.float32)
+    assert np.abs(_run(proto, x) - _run(before, x)).max() < 1e-5
+
+
+@pytest.mark.parametrize("cin, cout, scale", [(3, 8, 2.0), (8, 3, 0.5)], ids=["adds-channels", "downsamples"])
+def test_swap_only_where_it_saves_work(cin, cout, scale, tmp_path):
+    proto = _export(UpThenConv(cin, cout, scale, "bilinear"), tmp_path / "m.onnx", shape=(1, cin, 8, 12))
+    assert swap_resize_pointwise(proto) == 0
+
+
+def test_exact_gelu_becomes_one_node_at_opset_20(tmp_path):
+    model = nn.Sequential(nn.Conv2d(8, 8, 1), nn.GELU(), nn.Conv2d(8, 4, 1))
+    proto = _export(model, tmp_path / "g.onnx")
+    assert "Erf" in [n.op_type for n in proto.graph.node]
+    fused = fuse_gelu(proto)
+    ops = [n.op_type for n in fused.graph.node]
+    assert ops.count("Gelu") == 1 and "Erf" not in ops and "Div" not in ops
+    assert [o.version for o in fused.opset_import if o.domain in ("", "ai.onnx")] == [20]
+    onnx.checker.check_model(fused)
+    x = np.random.default_rng(0).standard_normal((1, 8, 6, 10), dtype=np.float32)
+    assert np.abs(_run(fused, x) - _run(proto, x)).max() < 1e-5

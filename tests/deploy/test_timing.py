@@ -1,0 +1,40 @@
+"""The timing protocol: warm-up, ≥ iters and ≥ min-time, statistics, peak memory."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segkd.deploy.timing import PeakMemory, Protocol, Timing, measure
+
+
+def test_warmup_then_at_least_iters_calls():
+    calls = []
+    timing = measure(lambda: calls.append(1), Protocol(warmup=3, iters=7, min_time=0.0))
+    assert len(calls) == 10 and timing.n == 7
+
+
+def test_min_time_extends_the_run():
+    timing = measure(lambda: time.sleep(0.01), Protocol(warmup=0, iters=1, min_time=0.1))
+    assert timing.n >= 5 and timing.mean >= 9.0
+
+
+def test_statistics():
+    t = Timing([10.0, 20.0, 30.0, 40.0, 100.0], batch=2)
+    assert t.mean == 40.0 and t.median == 30.0 and t.p90 == 100.0
+    assert t.fps == 2 * 1000.0 / 40.0
+
+
+def _rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux /proc only")
+def test_peak_memory_sees_an_allocation():
+    with PeakMemory("cpu") as mem:
+        before = _rss_mb()
+        block = np.ones(128 * 2**20 // 8)  # 128 MB, freed before the block ends
+        del block
+    assert mem.mb >= before + 100
