@@ -40,7 +40,7 @@ def main(
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch, height and width (batch only for "
                                  "fixed-size models)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write <name>.fp16.onnx (half on CUDA, converted on CPU)."),
-    int8: bool = typer.Option(False, "--int8", help="Also write <name>.int8.onnx (static QDQ, needs --calib)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write <name>.int8.onnx (static QDQ U8S8: Conv/MatMul in int8, opset ≥ 20; needs --calib)."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="Dataset folder: int8 calibration (val split) and "
                                          "real images for the parity check."),
     simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Simplify the graph with onnxsim."),

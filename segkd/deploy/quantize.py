@@ -101,8 +101,12 @@ def quantize_int8(src: str | Path, dst: str | Path, meta: DeployMeta, images: li
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise JobFailed(f"{src}: int8 quantisation failed ({text[:200]})") from None
     meta = meta.replace(precision="int8")
-    save_with_meta(onnx.load(str(dst)), meta, dst)
-    return OnnxExport(dst, meta, time.perf_counter() - start, [f"int8 calibrated on {len(arrays)} images"])
+    proto = onnx.load(str(dst))
+    save_with_meta(proto, meta, dst)
+    opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    ops = "/".join(op_types) if op_types else "every supported op"
+    note = f"int8 calibrated on {len(arrays)} images; {ops} in int8, the rest fp32; opset {opset}"
+    return OnnxExport(dst, meta, time.perf_counter() - start, [note])
 
 
 @contextlib.contextmanager
