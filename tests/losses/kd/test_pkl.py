@@ -18,9 +18,10 @@ def expected_pkl(s, t, softmax, temperature=2.0, k1=0.5, reference=False):
                 qt = softmax(t[i, :, y, x] / temperature, 0)
                 kl += sum(qt[c] * math.log(qt[c] / qs[c]) for c in range(k))
     kl /= b * h * w
-    mse = ((s - t) ** 2).mean()
     if reference:
-        mse /= h * w
+        mse = ((s - t) ** 2).mean() / (h * w)  # raw logits, divided by W·H once more
+    else:
+        mse = ((softmax(s, 1) - softmax(t, 1)) ** 2).mean()  # class probabilities
     return k1 * temperature**2 * kl + (1 - k1) * mse
 
 
