@@ -2,14 +2,21 @@
 
     python benchmarks/kd_gain.py [--seeds 3] [--json]
 
-For each seed, on the same generated data (segkd.data.synthetic.generate_oranges, fixed data seed):
-  1. the teacher is trained (its own budget),
-  2. the student is trained alone (hard labels only),
-  3. the student is trained with the same budget plus FastSegFormer's KD terms from that seed's teacher:
-     0.5·P&KL on the logits (t=2, k1=0.5) and 5·NFD (paper form: learned 1×1 adapters, normalised maps) over
-     the four backbone stages and the decoder's fused map.
-Every model is scored by its final-epoch val mIoU (no checkpoint selection). The table gives mean ± std over
-seeds and the paired gain (distilled − alone). The default budget fits in about 15 minutes on 2 CPU cores.
+Data: `segkd.data.synthetic.generate_oranges` at 64×64, 100 images (6:2:2 train/val/test, data seed 0) to train
+on, and a second set (data seed 1) whose 300-image train split is only ever used to score the models, so the
+comparison is not decided by a 20-image val split. For each seed:
+  1. the teacher (SegFormer-B1) is trained for 60 epochs,
+  2. the student (SegFormer-B0) is trained alone for 30 epochs (hard labels: CE + Dice for every model),
+  3. the student is trained for the same 30 epochs plus FastSegFormer's KD terms from that seed's teacher:
+     0.5·NFD (paper form: learned 1×1 adapters, per-channel normalised maps) over the four encoder stages and
+     the decoder's fused map, and 0.5·P&KL on the logits (t=2, k1=0.5, paper form).
+Every model is scored with its final weights (no checkpoint selection). The table gives mean ± std over seeds
+and the paired gain (distilled − alone). The default budget takes about 8 minutes on 2 idle CPU cores.
+
+Weights: the paper's 5·NFD is not used. The paper-form NFD of one pair is ‖ΔNormal‖₂ / (W·H) ≈ sqrt(2C / (W·H))
+at the start, so the small deep maps dominate: at 64 px the five pairs start near 26 (·5 = 130) against a
+hard-label loss below 2, and the student's CE/Dice fit worse (34.1 -> 32.6 val mIoU, seed 0). 0.5 keeps NFD
+the largest term without drowning the labels.
 """
 
 from __future__ import annotations
@@ -26,14 +33,18 @@ from pathlib import Path
 import torch
 
 from segkd.config import Config, load_config
+from segkd.data.dataset import open_dataset
 from segkd.data.synthetic import generate_oranges
 from segkd.engine.distill import Distiller
+from segkd.engine.evaluator import evaluate_model
 from segkd.engine.trainer import train
+from segkd.models import load_checkpoint
 
 
 @dataclass
 class Budget:
-    images: int = 100  # generated images (6:2:2 train/val/test split)
+    images: int = 100  # generated training images (6:2:2 train/val/test split)
+    holdout: int = 500  # a second generated set; its train split (60%) scores every model
     size: int = 64  # generated image side = network input side
     teacher_epochs: int = 60
     student_epochs: int = 30
@@ -50,7 +61,7 @@ NFD_PAIRS = [["stage1", "stage1"], ["stage2", "stage2"], ["stage3", "stage3"], [
 #: predicts a defect within this budget
 HARD_LOSS = [{"name": "ce", "weight": 1.0}, {"name": "dice", "weight": 1.0}]
 KD_TERMS = [
-    {"loss": "nfd", "weight": 5.0, "pairs": NFD_PAIRS},
+    {"loss": "nfd", "weight": 0.5, "pairs": NFD_PAIRS},
     {"loss": "pkl", "weight": 0.5, "student": "logits", "teacher": "logits", "temperature": 2.0, "k1": 0.5},
 ]
 
@@ -72,29 +83,33 @@ def run_config(preset: str, budget: Budget, data: Path, project: Path, name: str
     return load_config(preset, overrides | (extra or {}))
 
 
-def final_miou(summary: dict) -> float:
-    return float(summary["final"]["val/mIoU"])
+def holdout_miou(summary: dict, cfg: Config, holdout) -> float:
+    """mIoU of the run's final weights on the held-out set, at the run's input size."""
+    model = load_checkpoint(summary["last"])
+    return float(evaluate_model(model, holdout, cfg.data, device="cpu", batch_size=16, absent=cfg.eval.absent).mIoU)
 
 
-def run_seed(seed: int, budget: Budget, data: Path, project: Path, log) -> dict[str, float]:
-    """Teacher, student alone, student distilled for one seed: their final val mIoU (fractions)."""
+def run_seed(seed: int, budget: Budget, data: Path, holdout, project: Path, log) -> dict[str, float]:
+    """Teacher, student alone, student distilled for one seed: their held-out mIoU (fractions)."""
     t0 = time.perf_counter()
     teacher_cfg = run_config(budget.teacher_preset, budget, data, project, f"teacher{seed}", budget.teacher_epochs, seed)
     teacher = train(teacher_cfg)
-    log(f"seed {seed}: teacher {final_miou(teacher):.4f} ({time.perf_counter() - t0:.0f}s)")
+    scores = {"teacher": holdout_miou(teacher, teacher_cfg, holdout)}
+    log(f"seed {seed}: teacher {scores['teacher']:.4f} ({time.perf_counter() - t0:.0f}s)")
 
     t0 = time.perf_counter()
-    alone = train(run_config(budget.student_preset, budget, data, project, f"student{seed}", budget.student_epochs, seed))
-    log(f"seed {seed}: student alone {final_miou(alone):.4f} ({time.perf_counter() - t0:.0f}s)")
+    alone_cfg = run_config(budget.student_preset, budget, data, project, f"student{seed}", budget.student_epochs, seed)
+    scores["student"] = holdout_miou(train(alone_cfg), alone_cfg, holdout)
+    log(f"seed {seed}: student alone {scores['student']:.4f} ({time.perf_counter() - t0:.0f}s)")
 
     t0 = time.perf_counter()
     kd_cfg = run_config(budget.student_preset, budget, data, project, f"kd{seed}", budget.student_epochs, seed, {
         "distill": {"teacher": {"preset": None, "weights": teacher["last"], "input_size": budget.size},
                     "terms": KD_TERMS, "adapter_lr_mult": 1.0, "batch_size": None, "freeze_epochs": None},
     })
-    distilled = train(kd_cfg, distiller=Distiller.from_config(kd_cfg))
-    log(f"seed {seed}: student distilled {final_miou(distilled):.4f} ({time.perf_counter() - t0:.0f}s)")
-    return {"teacher": final_miou(teacher), "student": final_miou(alone), "distilled": final_miou(distilled)}
+    scores["distilled"] = holdout_miou(train(kd_cfg, distiller=Distiller.from_config(kd_cfg)), kd_cfg, holdout)
+    log(f"seed {seed}: student distilled {scores['distilled']:.4f} ({time.perf_counter() - t0:.0f}s)")
+    return scores
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -118,13 +133,14 @@ def print_table(doc: dict) -> None:
              "student": f"student   {b['student_preset']} ({b['student_epochs']} ep)",
              "distilled": f"distilled {b['student_preset']} + P&KL + NFD",
              "gain": "gain (distilled - student, paired)"}
-    print(f"{'model':<48} {'val mIoU (%)':>16}   per seed")
+    print(f"{'model':<48} {'mIoU (%)':>16}   per seed")
     for key, label in names.items():
         r = doc["miou"][key]
         seeds = " ".join(f"{v:6.2f}" for v in r["per_seed"])
         print(f"{label:<48} {r['mean']:>8.2f} ± {r['std']:<5.2f}   {seeds}")
     print(f"device cpu ({doc['threads']} threads), float32, input {b['size']}×{b['size']}, batch {b['batch_size']}, "
-          f"{b['images']} synthetic images (6:2:2), {doc['seeds']} seeds, {doc['seconds']:.0f}s total")
+          f"{b['images']} synthetic training images, scored on {int(0.6 * b['holdout'])} held-out ones, "
+          f"{doc['seeds']} seeds, {doc['seconds']:.0f}s total")
 
 
 def main() -> None:
@@ -142,7 +158,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
         data = generate_oranges(work / "oranges", n_images=budget.images, size=budget.size, seed=0)
-        runs = [run_seed(seed, budget, data, work / "runs", log) for seed in range(args.seeds)]
+        scoring = generate_oranges(work / "holdout", n_images=budget.holdout, size=budget.size, seed=1)
+        holdout = open_dataset(scoring, "train", num_classes=4)
+        runs = [run_seed(seed, budget, data, holdout, work / "runs", log) for seed in range(args.seeds)]
     doc = report(runs, budget, time.perf_counter() - start)
     if args.json:
         print(json.dumps(doc, indent=2))

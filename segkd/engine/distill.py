@@ -18,6 +18,10 @@ the shape of every paired tap in one dry run of each model, and builds one adapt
 
 and trains `distiller.adapters` with the student (lr × distill.adapter_lr_mult). Checkpoints hold the student
 only; `distiller.adapters.state_dict()` goes into last.pt so a resumed run continues with the same adapters.
+
+The teacher must be trained: without `distill.teacher.weights` building fails (exit 2) unless
+`allow_random_teacher=True` (`segkd distill --random-teacher`, for smoke tests of the pipeline only).
+`callbacks()` hangs the teacher's own val evaluation (its input size and normalisation) on `on_train_start`.
 """
 
 from __future__ import annotations
