@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+import torch
 from rich.table import Table
 
 from segkd.data.split import PIXEL_SHARE_LIMIT, split_dataset
+from segkd.deploy.bench_report import device_name
 
 FOLDERS = {"voc": ("JPEGImages", "SegmentationClass"), "plain": ("images", "masks")}
 
@@ -56,19 +58,9 @@ def run(pairs: int, layout: str) -> dict:
     return {
         "pairs": pairs, "layout": layout,
         "steps": [{"step": name, "seconds": round(sec, 3), "pairs_per_s": round(pairs / sec)} for name, sec in rows],
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": device_name(torch.device("cpu")), "cores": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(), "device": "cpu", "temp": tempfile.gettempdir()},
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
 
 
 def main() -> None:
