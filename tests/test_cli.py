@@ -1,5 +1,7 @@
 """The CLI surface: commands listed, examples in every help, exit codes, --json purity."""
 
+import importlib
+import inspect
 import json
 import subprocess
 import sys
@@ -7,6 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from segkd.cli import COMMANDS as SPECS
 from segkd.cli import app
 
 COMMANDS = ["split", "augment", "train", "distill", "eval", "predict", "export", "bench", "presets", "demo"]
@@ -18,6 +21,32 @@ def test_help_lists_every_command():
     assert result.exit_code == 0
     for name in COMMANDS:
         assert f" {name} " in result.output
+
+
+def test_command_table_matches_the_modules():
+    """`segkd --help` shows the table's summaries without importing the modules: they must not drift."""
+    assert list(SPECS) == COMMANDS
+    for name, spec in SPECS.items():
+        doc = inspect.getdoc(importlib.import_module(f"segkd.commands.{spec.module}").main)
+        assert doc.splitlines()[0] == spec.summary, name
+
+
+def test_help_and_light_commands_start_without_torch():
+    code = ("import sys\n"
+            "from typer.testing import CliRunner\n"
+            "from segkd.cli import app\n"
+            "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+            "assert CliRunner().invoke(app, ['split', '--help']).exit_code == 0\n"
+            "print(sorted(m for m in ('torch', 'timm', 'onnx', 'onnxruntime') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_unknown_command_exit_2():
+    result = runner.invoke(app, ["trian"])
+    assert result.exit_code == 2
+    assert "No such command 'trian'" in result.output
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -2,9 +2,6 @@
 
 from segkd.errors import NotImplementedYet
 
-NAME = "augment"
-PANEL = "Data"
-
 
 def main() -> None:
     """Not implemented yet.

@@ -26,9 +26,6 @@ from segkd.deploy.timing import Protocol
 from segkd.engine.runs import make_run_dir
 from segkd.errors import ConfigError
 
-NAME = "bench"
-PANEL = "Deploy"
-
 
 def _names(values: list[str] | str | None) -> list[str]:
     """Comma-separated and/or repeated option values -> a flat list."""

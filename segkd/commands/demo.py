@@ -18,9 +18,6 @@ from segkd.commands.common import err, out, print_json
 from segkd.data import open_dataset
 from segkd.data.synthetic import CLASSES, generate_oranges
 
-NAME = "demo"
-PANEL = "Data"
-
 
 @dataclass
 class DemoRun:

@@ -14,8 +14,6 @@ from segkd.engine.distill import Distiller
 from segkd.engine.trainer import train
 from segkd.errors import ConfigError
 
-NAME = "distill"
-PANEL = "Train"
 
 #: short override prefixes accepted for the teacher: teacher.weights=FILE == distill.teacher.weights=FILE
 ALIASES = {"teacher.": "distill.teacher."}

@@ -13,9 +13,6 @@ from segkd.engine.eval_report import metrics_table, summary_line
 from segkd.engine.evaluator import eval_config, run_eval
 from segkd.errors import ConfigError
 
-NAME = "eval"
-PANEL = "Train"
-
 
 def parse_tta(text: str | None) -> tuple[tuple[float, ...], bool]:
     """'flip,0.75,1.0,1.25' -> ((0.75, 1.0, 1.25), True); no scales means (1.0,)."""

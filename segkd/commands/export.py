@@ -13,9 +13,6 @@ from segkd.deploy.loading import load_model
 from segkd.deploy.predictor import pick_device
 from segkd.errors import ConfigError, JobFailed
 
-NAME = "export"
-PANEL = "Deploy"
-
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
     """`224` -> (224, 224); `256,320` or `256x320` -> (256, 320)."""

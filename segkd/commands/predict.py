@@ -15,9 +15,6 @@ from segkd.deploy.visualize import MIXES
 from segkd.engine.runs import make_run_dir
 from segkd.errors import ConfigError, DataError, JobFailed
 
-NAME = "predict"
-PANEL = "Deploy"
-
 
 def main(
     sources: list[str] = typer.Argument(..., help="Image files, folders, glob patterns ('imgs/*.jpg') or videos."),

@@ -13,9 +13,6 @@ from segkd.config import config_to_dict, dump_config, load_config, preset_names,
 from segkd.errors import ConfigError, SegkdError
 from segkd.models import build_model, model_family
 
-NAME = "presets"
-PANEL = "Config"
-
 
 def preset_rows() -> list[dict]:
     """One summary row per shipped preset; params counted on the meta device (no memory, no weights)."""

@@ -12,8 +12,6 @@ from rich.table import Table
 from segkd.commands.common import err, out, print_json, progress_enabled
 from segkd.data.split import SplitReport, split_dataset
 
-NAME = "split"
-PANEL = "Data"
 SHOWN_ORPHANS = 10
 
 

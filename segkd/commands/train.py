@@ -14,9 +14,6 @@ from segkd.engine.eval_report import metrics_table
 from segkd.engine.trainer import Trainer
 from segkd.errors import ConfigError
 
-NAME = "train"
-PANEL = "Train"
-
 
 def run_config(preset: Optional[str], data: Optional[str], overrides: list[str] | None) -> Config:
     """The config a train/distill command runs: a preset + --data + overrides, or a last.pt to resume."""
