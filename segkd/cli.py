@@ -52,7 +52,7 @@ def load_command(name: str) -> click.Command:
     """The real command: its module imported now, wrapped in the error boundary."""
     spec = COMMANDS[name]
     module = importlib.import_module(f"segkd.commands.{spec.module}")
-    single = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False,
+    single = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False, add_completion=False,
                          context_settings={"help_option_names": ["-h", "--help"]})
     single.command(name, rich_help_panel=spec.panel, context_settings={"allow_extra_args": False})(
         run_guarded(module.main))

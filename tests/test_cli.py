@@ -54,6 +54,7 @@ def test_every_command_help_has_an_example(name):
     result = runner.invoke(app, [name, "--help"])
     assert result.exit_code == 0
     assert "Example:" in result.output
+    assert "--install-completion" not in result.output  # only the top level offers completion
 
 
 def test_presets_json_is_one_document():
