@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from segkd.errors import ConfigError, WeightsError
+from segkd.errors import ConfigError
 from segkd.models.base import SegmentationModel
 from segkd.models.fastsegformer_decoder import (
     PYRAMIDS,
@@ -38,7 +38,7 @@ from segkd.models.fastsegformer_decoder import (
 from segkd.models.layers import init_conv_bn_normal_
 from segkd.models import layouts
 from segkd.models.layouts import remap_state_dict
-from segkd.models.registry import register_model
+from segkd.models.registry import refuse_download, register_model
 from segkd.models.timm_backbone import TimmBackbone, load_backbone_weights
 
 DETAIL_WIDTH = 32  # IRB width; the head outputs this many channels instead of classes when the IRB is on
@@ -167,8 +167,7 @@ default_cfgs: dict[str, dict] = {
 def _create_fastsegformer(name: str, pretrained: bool, **kwargs) -> FastSegFormer:
     cfg = default_cfgs[f"{name}.orange_navel"]
     if pretrained:
-        raise WeightsError(f"{name}: segkd never downloads weights; fetch them from {cfg['source']} "
-                           "and set model.weights=FILE")
+        refuse_download(name, f"them from {cfg['source']}")
     model = FastSegFormer(**kwargs)
     model.default_cfg = cfg
     return model

@@ -8,11 +8,11 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from typing import Callable
+from typing import Callable, NoReturn
 
 from torch import nn
 
-from segkd.errors import ConfigError
+from segkd.errors import ConfigError, WeightsError
 
 _entrypoints: dict[str, Callable[..., nn.Module]] = {}
 _families: dict[str, str] = {}  # entrypoint name -> family (the module it lives in)
@@ -26,6 +26,11 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     _entrypoints[name] = fn
     _families[name] = fn.__module__.rsplit(".", 1)[-1]
     return fn
+
+
+def refuse_download(name: str, source: str) -> NoReturn:
+    """`pretrained=True` in an entrypoint: segkd never downloads, so say where the weights come from."""
+    raise WeightsError(f"{name}: segkd never downloads weights; fetch {source} and set model.weights=FILE")
 
 
 def list_models(pattern: str = "*") -> list[str]:

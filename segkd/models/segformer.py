@@ -28,10 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segkd.errors import WeightsError
 from segkd.models.base import SegmentationModel
 from segkd.models.checkpoint import load_state_strict, read_weights_file, unwrap_state_dict
-from segkd.models.registry import register_model
+from segkd.models.registry import refuse_download, register_model
 from segkd.models.segformer_encoder import MixVisionTransformer, map_to_tokens
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -201,7 +200,7 @@ default_cfgs: dict[str, dict] = {
 def _create_segformer(name: str, pretrained: bool, backbone_weights: str | None = None, **kwargs) -> SegFormer:
     if pretrained:
         hubs = ", ".join(c["hf_hub_id"] for k, c in default_cfgs.items() if k.startswith(name + "."))
-        raise WeightsError(f"{name}: segkd never downloads weights; fetch one of {hubs} and set model.weights=FILE")
+        refuse_download(name, f"one of {hubs}")
     model = SegFormer(**kwargs)
     if backbone_weights:
         load_backbone_weights(model, backbone_weights)

@@ -24,12 +24,11 @@ import torch.nn.functional as F
 from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
 from torch import Tensor, nn
 
-from segkd.errors import WeightsError
 from segkd.models.base import SegmentationModel
 from segkd.models.layers import ConvBN, ConvBNReLU, init_conv_bn_normal_
 from segkd.models import layouts
 from segkd.models.layouts import remap_state_dict
-from segkd.models.registry import register_model
+from segkd.models.registry import refuse_download, register_model
 from segkd.models.timm_backbone import TimmBackbone, load_backbone_weights
 
 
@@ -194,8 +193,7 @@ def swin_t_att_unet(pretrained: bool = False, **kwargs) -> SwinAttUNet:
     """Swin-T-Att-UNet teacher: 49,229,322 params, 77.8 GMACs at 512."""
     cfg = default_cfgs["swin_t_att_unet.orange_navel"]
     if pretrained:
-        raise WeightsError(f"swin_t_att_unet: segkd never downloads weights; fetch them from {cfg['source']} "
-                           "and set model.weights=FILE")
+        refuse_download("swin_t_att_unet", f"them from {cfg['source']}")
     model = SwinAttUNet(**kwargs)
     model.default_cfg = cfg
     return model
