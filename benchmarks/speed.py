@@ -14,8 +14,12 @@ Every figure uses `segkd.deploy.timing.measure` (warm-up, then ≥ iters calls a
 interleaved rounds (the PyTorch methods among themselves, then the ONNX Runtime ones) so that load from other
 processes on a shared machine affects the compared methods alike.
 
+`--profile` adds, per ONNX file, ONNX Runtime's own profile: the share of kernel time by op type. It shows
+how much of a graph is convolution (ONNX Runtime's NCHWc convs run near its SGEMM rate on this CPU), which
+bounds what any fp32 graph rewrite can gain.
+
     python benchmarks/speed.py [--models fastsegformer-p,fastsegformer-e] [--threads 2] [--iters 100]
-                               [--warmup 10] [--min-time 2] [--rounds 5] [--calib 32] [--json]
+                               [--warmup 10] [--min-time 2] [--rounds 5] [--calib 32] [--profile] [--json]
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import argparse
 import contextlib
 import io
 import json
+import os
+from collections import Counter
 import tempfile
 import warnings
 from pathlib import Path
@@ -70,8 +76,8 @@ def ort_call(path: Path, options: ort.SessionOptions, x: np.ndarray):
     return lambda: session.run(None, {"images": x})
 
 
-def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib: list[np.ndarray], tmp: Path
-                ) -> list[dict]:
+def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib: list[np.ndarray], tmp: Path,
+                profile: bool = False) -> list[dict]:
     config = model_config(name)
     torch.manual_seed(0)
     model = build_model(config["model"]).eval()
@@ -85,22 +91,45 @@ def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib:
              "eager": torch_runner(model, (1, 3, 224, 224), torch.device("cpu")).forward}
     with torch.inference_mode():
         times = interleaved(eager, protocol, rounds)  # PyTorch's and ORT's thread pools are not interleaved:
-    onnx_calls = {  # each spins for a while after its own work and would slow the other down
-        "plain onnx": ort_call(plain_export(model, tmp / f"{name}.plain.onnx"), plain_options, x.numpy()),
-        "segkd onnx": ort_call(segkd_path, session_options(threads), x.numpy()),
-        "segkd int8": ort_call(int8_path, session_options(threads), x.numpy()),
-    }
+    # each spins for a while after its own work and would slow the other down
+    onnx_files = {"plain onnx": (plain_export(model, tmp / f"{name}.plain.onnx"), plain_options),
+                  "segkd onnx": (segkd_path, session_options(threads)),
+                  "segkd int8": (int8_path, session_options(threads))}
+    onnx_calls = {method: ort_call(path, options, x.numpy()) for method, (path, options) in onnx_files.items()}
     times.update(interleaved(onnx_calls, protocol, rounds))
+    shares = {method: op_shares(path, options, x.numpy()) for method, (path, options) in onnx_files.items()
+              } if profile else {}
     rows = []
     for method, t in times.items():
         rows.append({"model": name, "method": method, "mean_ms": t.mean, "median_ms": t.median, "p90_ms": t.p90,
                      "min_ms": min(t.times_ms),
-                     "fps": t.fps, "iters": t.n, "reference_ms": REFERENCE_MS.get(name, {}).get(method)})
+                     "fps": t.fps, "iters": t.n, "reference_ms": REFERENCE_MS.get(name, {}).get(method),
+                     "op_shares": shares.get(method)})
     by = {r["method"]: r["median_ms"] for r in rows}
     for r in rows:
         r["speedup_vs_plain"] = by["plain onnx"] / r["median_ms"]
         r["speedup_vs_segkd"] = by["segkd onnx"] / r["median_ms"]
     return rows
+
+
+def op_shares(path: Path, options: ort.SessionOptions, x: np.ndarray, calls: int = 30) -> dict[str, float]:
+    """Share of ONNX Runtime kernel time per op type over `calls` runs (after 5 warm-up runs)."""
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix(""))
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    options.enable_profiling = False
+    for _ in range(5 + calls):
+        session.run(None, {"images": x})
+    trace = session.end_profiling()
+    with open(trace) as f:
+        events = json.load(f)
+    os.remove(trace)
+    time_by_op: Counter = Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            time_by_op[e["args"]["op_name"]] += e["dur"]
+    total = sum(time_by_op.values())
+    return {op: t / total for op, t in time_by_op.most_common()}
 
 
 def interleaved(calls: dict, protocol: Protocol, rounds: int) -> dict[str, Timing]:
@@ -126,6 +155,7 @@ def main() -> None:
     parser.add_argument("--min-time", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds the timed calls are split into")
     parser.add_argument("--calib", type=int, default=32, help="synthetic images for int8 calibration")
+    parser.add_argument("--profile", action="store_true", help="ONNX Runtime time shares by op type")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -139,7 +169,7 @@ def main() -> None:
         data = generate_oranges(Path(tmp) / "oranges", n_images=args.calib, size=(256, 256))
         calib = [read_image(p) for p in sorted((Path(data) / "JPEGImages").glob("*.jpg"))]
         for name in args.models.split(","):
-            rows += bench_model(name.strip(), args.threads, protocol, args.rounds, calib, Path(tmp))
+            rows += bench_model(name.strip(), args.threads, protocol, args.rounds, calib, Path(tmp), args.profile)
     if args.json:
         print(json.dumps({"protocol": header, "rows": rows}, indent=2))
         return
@@ -156,6 +186,19 @@ def main() -> None:
                       f"{r['fps']:.1f}", f"{r['speedup_vs_plain']:.2f}", f"{r['speedup_vs_segkd']:.2f}",
                       "-" if ref is None else f"{ref:.0f}")
     console.print(table)
+    if args.profile:
+        console.print(profile_table(rows))
+
+
+def profile_table(rows: list[dict], top: int = 6) -> Table:
+    table = Table(title="ONNX Runtime kernel time by op type (share of the model's total)")
+    for col in ("model", "method", "ops"):
+        table.add_column(col)
+    for r in rows:
+        if r["op_shares"]:
+            ops = "  ".join(f"{op} {share:.0%}" for op, share in list(r["op_shares"].items())[:top])
+            table.add_row(r["model"], r["method"], ops)
+    return table
 
 
 if __name__ == "__main__":
