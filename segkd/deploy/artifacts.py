@@ -127,7 +127,7 @@ def _checked(export: OnnxExport, model: torch.nn.Module, images: list[np.ndarray
     pre = meta.preprocess()
     real = [pre(im)[0] for im in images[: PARITY_IMAGES[meta.precision]]]
     inputs = parity_inputs(real, tuple(meta.input_size), meta.dynamic, getattr(model, "size_divisor", 1),
-                           meta.precision)
+                           meta.precision, mean=tuple(meta.mean), std=tuple(meta.std))
     parity = verify_onnx(OnnxModel(export.path, device), model, inputs, meta.precision)
     artifact = Artifact(f"ONNX {meta.precision}", export.path, parity.passed, export.seconds, parity,
                         list(export.notes))
