@@ -6,11 +6,14 @@ and makes the job fail (the later artifacts are not built from an unverified fp3
 
 Real images for verification: the `calib` data (val split), else the config's `data.root` when it exists,
 else a synthetic natural-looking image. int8 additionally reports val mIoU (fp32 vs int8 ONNX Runtime on the
-whole val split) and the latency of both (batch 1).
+whole val split) and the latency of both (batch 1). With `int8_ops="auto"` every op set of
+`quantize.INT8_OP_SETS` is built, verified and scored, and `pick_int8` keeps the fastest one that loses at most
+`MAX_INT8_DROP` mIoU points (the most accurate one when none does); the others are scratch files and are removed.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,13 +26,14 @@ from segkd.deploy.export import OnnxExport, export_onnx
 from segkd.deploy.fp16 import export_fp16
 from segkd.deploy.loading import LoadedModel
 from segkd.deploy.onnx_model import OnnxModel, OnnxModule
-from segkd.deploy.quantize import calibration_images, quantize_int8
+from segkd.deploy.quantize import INT8_OP_SETS, calibration_images, quantize_int8
 from segkd.deploy.timing import Protocol, measure
 from segkd.deploy.verify import ParityReport, parity_inputs, synthetic_image, verify_onnx
 from segkd.engine.evaluator import evaluate_model
-from segkd.errors import DataError
+from segkd.errors import ConfigError, DataError
 
 PARITY_IMAGES = {"fp32": 2, "fp16": 2, "int8": 4}
+MAX_INT8_DROP = 0.5  # val mIoU points that int8_ops="auto" may give up for speed
 
 
 @dataclass
@@ -45,6 +49,7 @@ class ExportRequest:
     argmax: bool = False
     device: str = "cpu"  # cuda: fp16 is traced in half on the GPU and verified with the CUDA EP when present
     threads: int | None = None  # ONNX Runtime intra-op threads for the int8 latency figures
+    int8_ops: str = "auto"  # a key of quantize.INT8_OP_SETS, or auto: build each, keep the fastest accurate one
 
 
 @dataclass
@@ -65,10 +70,12 @@ class Artifact:
 class Int8Report:
     miou_fp32: float  # val mIoU (0..1) of the fp32 graph on ONNX Runtime
     miou_int8: float
-    ms_fp32: float  # mean latency, batch 1
+    ms_fp32: float  # median latency, batch 1
     ms_int8: float
     val_images: int
     calib_images: int
+    op_set: str = "conv"  # the kept INT8_OP_SETS key
+    tried: dict[str, tuple[float, float]] = field(default_factory=dict)  # op set -> (val mIoU, ms) of each built
 
     @property
     def speedup(self) -> float:
@@ -93,6 +100,8 @@ class ExportReport:
 
 def export_artifacts(loaded: LoadedModel, req: ExportRequest, log: Callable[[str], None] = lambda m: None
                      ) -> ExportReport:
+    if req.int8_ops != "auto" and req.int8_ops not in INT8_OP_SETS:
+        raise ConfigError(f"int8 op set '{req.int8_ops}': expected auto, {', '.join(INT8_OP_SETS)}")
     report = ExportReport(loaded.name)
     model, device = loaded.model, torch.device(req.device)
     kwargs = dict(imgsz=req.imgsz, dynamic=req.dynamic, opset=req.opset, argmax=req.argmax, simplify=req.simplify)
@@ -110,13 +119,8 @@ def export_artifacts(loaded: LoadedModel, req: ExportRequest, log: Callable[[str
         if req.calib is None:
             raise DataError("--int8 needs --calib DATA (a dataset folder whose val split calibrates the ranges)")
         calib = calibration_images(req.calib, loaded.config["data"])
-        log(f"int8: calibrating on {len(calib)} images of {req.calib}")
-        path = req.out.with_name(f"{req.out.stem}.int8.onnx")
-        int8 = quantize_int8(base.path, path, base.meta, calib, batch=1)
-        report.artifacts.append(_checked(int8, model, calib, "cpu"))
-        if report.artifacts[-1].ok:
-            log("int8: scoring fp32 and int8 on the val split")
-            report.int8 = compare_int8(base, int8, loaded, req, len(calib))
+        artifact, report.int8 = _int8(base, loaded, req, calib, log)
+        report.artifacts.append(artifact)
     return report
 
 
@@ -149,20 +153,64 @@ def _real_images(loaded: LoadedModel, req: ExportRequest) -> list[np.ndarray]:
     return [synthetic_image(int(h * 1.25), int(w * 1.5), seed=i) for i in range(n)]
 
 
-def compare_int8(fp32: OnnxExport, int8: OnnxExport, loaded: LoadedModel, req: ExportRequest, n_calib: int
-                 ) -> Int8Report:
-    """Val mIoU and batch-1 latency of the fp32 and int8 graphs on ONNX Runtime (CPU)."""
-    data_cfg = dict(loaded.config["data"], input_size=list(fp32.meta.input_size))
-    k = fp32.meta.num_classes
-    dataset = open_dataset(req.calib, data_cfg.get("val_split", "val"), format=data_cfg.get("format", "auto"),
-                           num_classes=k, ignore_index=data_cfg["ignore_index"])
-    absent = (loaded.config.get("eval") or {}).get("absent", "nan")
-    x = np.stack([fp32.meta.preprocess()(synthetic_image(*fp32.meta.input_size))[0]])
-    scores, times = {}, {}
-    for name, export in (("fp32", fp32), ("int8", int8)):
-        onnx_model = OnnxModel(export.path, "cpu", req.threads)
-        metrics = evaluate_model(OnnxModule(onnx_model), dataset, data_cfg, device=torch.device("cpu"),
-                                 batch_size=1, absent=absent, progress=False)
-        scores[name] = float(metrics.mIoU)
-        times[name] = measure(lambda: onnx_model(x), Protocol(warmup=5, iters=50, min_time=1.0)).mean
-    return Int8Report(scores["fp32"], scores["int8"], times["fp32"], times["int8"], len(dataset), n_calib)
+def pick_int8(miou_fp32: float, tried: dict[str, tuple[float, float]], max_drop: float = MAX_INT8_DROP) -> str:
+    """The fastest op set whose val mIoU is within `max_drop` points of fp32, else the most accurate one.
+
+    `tried`: op set -> (val mIoU 0..1, latency ms).
+    """
+    close = [name for name, (miou, _) in tried.items() if 100.0 * (miou_fp32 - miou) <= max_drop]
+    if not close:
+        return max(tried, key=lambda name: tried[name][0])
+    return min(close, key=lambda name: tried[name][1])
+
+
+def _int8(base: OnnxExport, loaded: LoadedModel, req: ExportRequest, calib: list[np.ndarray],
+          log: Callable[[str], None]) -> tuple[Artifact, Int8Report | None]:
+    """Build, verify and score each requested op set in a scratch folder; move the kept one to
+    `<stem>.int8.onnx` (or the first one, failed, to `<stem>.int8.onnx.unverified`)."""
+    path = req.out.with_name(f"{req.out.stem}.int8.onnx")
+    names = list(INT8_OP_SETS) if req.int8_ops == "auto" else [req.int8_ops]
+    log(f"int8: calibrating on {len(calib)} images of {req.calib}, op set {' and '.join(names)}")
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".segkd-int8-") as tmp:
+        built = {}
+        for name in names:
+            export = quantize_int8(base.path, Path(tmp) / f"{name}.onnx", base.meta, calib, batch=1,
+                                   op_types=INT8_OP_SETS[name])
+            built[name] = _checked(export, loaded.model, calib, "cpu")
+        verified = [name for name in names if built[name].ok]
+        if not verified:
+            failed = built[names[0]]
+            failed.path = failed.path.replace(path.with_name(path.name + ".unverified"))
+            return failed, None
+        log("int8: scoring fp32 and int8 on the val split")
+        score = ValScorer(base, loaded, req)
+        miou_fp32, ms_fp32 = score(base.path)
+        tried = {name: score(built[name].path) for name in verified}
+        kept = pick_int8(miou_fp32, tried)
+        artifact = built[kept]
+        artifact.path = artifact.path.replace(path)
+    if len(tried) > 1:
+        artifact.notes.append("op set (auto): " + " · ".join(
+            f"{name} {100 * miou:.2f} mIoU {ms:.1f} ms" for name, (miou, ms) in tried.items()) + f" → kept {kept}")
+    return artifact, Int8Report(miou_fp32, tried[kept][0], ms_fp32, tried[kept][1], len(score.dataset), len(calib),
+                                kept, tried)
+
+
+class ValScorer:
+    """ONNX file -> (val mIoU on ONNX Runtime CPU, median batch-1 latency in ms)."""
+
+    def __init__(self, fp32: OnnxExport, loaded: LoadedModel, req: ExportRequest):
+        self.data_cfg = dict(loaded.config["data"], input_size=list(fp32.meta.input_size))
+        self.dataset = open_dataset(req.calib, self.data_cfg.get("val_split", "val"),
+                                    format=self.data_cfg.get("format", "auto"), num_classes=fp32.meta.num_classes,
+                                    ignore_index=self.data_cfg["ignore_index"])
+        self.absent = (loaded.config.get("eval") or {}).get("absent", "nan")
+        self.threads = req.threads
+        self.x = np.stack([fp32.meta.preprocess()(synthetic_image(*fp32.meta.input_size))[0]])
+
+    def __call__(self, path: Path) -> tuple[float, float]:
+        onnx_model = OnnxModel(path, "cpu", self.threads)
+        metrics = evaluate_model(OnnxModule(onnx_model), self.dataset, self.data_cfg, device=torch.device("cpu"),
+                                 batch_size=1, absent=self.absent, progress=False)
+        timing = measure(lambda: onnx_model(self.x), Protocol(warmup=5, iters=50, min_time=1.0))
+        return float(metrics.mIoU), timing.median

@@ -4,9 +4,11 @@ Recipe:
 1. `graph_passes.fuse_gelu`: exact GELU becomes one ONNX `Gelu` node (the int8 graph is opset ≥ 20), so it
    stays a single fp32 kernel between int8 convs.
 2. `quant_pre_process`: symbolic shape inference + ORT basic graph optimisation (Conv+BN folding, constants).
-3. `quantize_static`, QDQ format, calibrated with MinMax on ~100 preprocessed images of the data's val split.
-   Only `QUANT_OPS` (Conv, MatMul: where the arithmetic is) get int8; elementwise ops, norms, pooling, resize and
-   softmax stay fp32, which avoids Q/DQ pairs around every cheap op.
+3. `quantize_static`, QDQ format, calibrated with MinMax on ~100 preprocessed images of the data's val split,
+   with one of `INT8_OP_SETS`: `conv` puts only Conv and MatMul (where the arithmetic is) in int8 and keeps
+   elementwise ops, norms, pooling, resize and softmax in fp32, which avoids Q/DQ pairs around every cheap op;
+   `all` quantises every op type the quantiser supports, so chains of adds, resizes and attention stay int8.
+   Which is faster depends on the model (FastSegFormer-P: conv; -E: all), so `segkd export` measures both.
 Activations are uint8 (asymmetric), weights int8 per output channel (symmetric): the U8S8 pair that ORT's x86
 kernels run fastest (VNNI on AVX-512 CPUs). The graph keeps fp32 input and output.
 """
@@ -41,7 +43,7 @@ from segkd.deploy.meta import DeployMeta
 from segkd.errors import DataError, JobFailed
 
 CALIB_IMAGES = 100
-QUANT_OPS = ("Conv", "MatMul")
+INT8_OP_SETS: dict[str, tuple[str, ...] | None] = {"conv": ("Conv", "MatMul"), "all": None}  # None: every type
 
 
 class ArrayReader(CalibrationDataReader):
@@ -77,7 +79,7 @@ def calibration_images(root: str | Path, data_cfg: dict, n: int = CALIB_IMAGES, 
 
 def quantize_int8(src: str | Path, dst: str | Path, meta: DeployMeta, images: list[np.ndarray],
                   preprocess: Preprocess | None = None, batch: int = 1,
-                  op_types: tuple[str, ...] | None = QUANT_OPS) -> OnnxExport:
+                  op_types: tuple[str, ...] | None = INT8_OP_SETS["conv"]) -> OnnxExport:
     """Quantise the fp32 ONNX file `src` into `dst`, calibrated on `images` (H×W×3 uint8 RGB).
 
     `op_types=None` quantises every op type the quantiser supports.
