@@ -8,8 +8,10 @@ depend on them):
 - `plain onnx`: `torch.onnx.export(model, x, dynamo=False, opset_version=17)` run by a default
   `onnxruntime.InferenceSession` (intra-op threads set to N);
 - `segkd onnx`: `segkd.deploy.export.export_onnx` run with `segkd.deploy.onnx_model.session_options(N)`;
-- `segkd int8`: `segkd.deploy.quantize.quantize_int8` of that export, calibrated on synthetic orange images
-  (`segkd.data.synthetic`), same session options.
+- `segkd int8 conv` / `segkd int8 all`: `segkd.deploy.quantize.quantize_int8` of that export with each op set
+  of `INT8_OP_SETS` (Conv/MatMul only; every supported op), calibrated on synthetic orange images
+  (`segkd.data.synthetic`), same session options. `segkd export --int8` builds both and keeps the faster
+  one that stays within 0.5 val mIoU of fp32.
 Every figure uses `segkd.deploy.timing.measure` (warm-up, then ≥ iters calls and ≥ min-time seconds), split into
 interleaved rounds (the PyTorch methods among themselves, then the ONNX Runtime ones) so that load from other
 processes on a shared machine affects the compared methods alike.
@@ -48,7 +50,7 @@ from segkd.deploy.bench_report import device_name
 from segkd.deploy.export import export_onnx
 from segkd.deploy.meta import DeployMeta
 from segkd.deploy.onnx_model import session_options
-from segkd.deploy.quantize import quantize_int8
+from segkd.deploy.quantize import INT8_OP_SETS, quantize_int8
 from segkd.deploy.timing import Protocol, Timing, measure
 from segkd.models import build_model
 
@@ -86,7 +88,8 @@ def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib:
     plain_options = ort.SessionOptions()
     plain_options.intra_op_num_threads = threads
     segkd_path = export_onnx(model, meta, tmp / f"{name}.onnx").path
-    int8_path = quantize_int8(segkd_path, tmp / f"{name}.int8.onnx", meta, calib).path
+    int8_paths = {ops: quantize_int8(segkd_path, tmp / f"{name}.int8.{ops}.onnx", meta, calib, op_types=types).path
+                  for ops, types in INT8_OP_SETS.items()}
     eager = {"eager, as built": lambda: model(x),
              "eager": torch_runner(model, (1, 3, 224, 224), torch.device("cpu")).forward}
     with torch.inference_mode():
@@ -94,7 +97,7 @@ def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib:
     # each spins for a while after its own work and would slow the other down
     onnx_files = {"plain onnx": (plain_export(model, tmp / f"{name}.plain.onnx"), plain_options),
                   "segkd onnx": (segkd_path, session_options(threads)),
-                  "segkd int8": (int8_path, session_options(threads))}
+                  **{f"segkd int8 {ops}": (path, session_options(threads)) for ops, path in int8_paths.items()}}
     onnx_calls = {method: ort_call(path, options, x.numpy()) for method, (path, options) in onnx_files.items()}
     times.update(interleaved(onnx_calls, protocol, rounds))
     shares = {method: op_shares(path, options, x.numpy()) for method, (path, options) in onnx_files.items()
@@ -161,7 +164,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     protocol = Protocol(args.warmup, args.iters, args.min_time)
     header = (f"device cpu ({device_name(torch.device('cpu'))}), {args.threads} threads · torch {torch.__version__} · "
-              f"onnxruntime {ort.__version__} · fp32 (int8 row: QDQ U8S8) · 224×224 · batch 1 · model only · "
+              f"onnxruntime {ort.__version__} · fp32 (int8 rows: QDQ U8S8) · 224×224 · batch 1 · model only · "
               f"warm-up {args.warmup}, ≥{args.iters} calls and ≥{args.min_time:g} s in {args.rounds} interleaved rounds · "
               f"speed-up = median / median")
     rows = []

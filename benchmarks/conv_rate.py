@@ -1,0 +1,89 @@
+"""How fast ONNX Runtime runs FastSegFormer-P's 1×1 convolutions on this CPU, against its own matrix multiply.
+
+FastSegFormer-P spends ~80 % of its ONNX Runtime time in Conv (`benchmarks/speed.py --profile`). This prints, for
+the pointwise-conv shapes of its PoolFormer MLPs and decoder at 224, the GFLOP/s (2 FLOPs per multiply-add) of a
+chain of four 1×1 Conv nodes (NCHW input; ORT runs them in its NCHWc layout) and of the same chain written as
+MatMul + Add on an (H·W)×C matrix. If Conv is already at ORT's GEMM rate, no fp32 graph rewrite can make the
+convolutions faster: the rest of the graph is all a rewrite can remove.
+
+    python benchmarks/conv_rate.py [--threads 2] [--calls 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+# (in channels, out channels, side): PoolFormer-S12 MLPs per stage, and the decoder's 512 -> 512 convs at 28×28
+SHAPES = [(64, 256, 56), (128, 512, 28), (320, 1280, 14), (512, 2048, 7), (512, 512, 28)]
+LAYERS = 4  # c -> o -> c -> o -> c
+
+
+def _weights(c: int, o: int, rng: np.random.Generator) -> list[np.ndarray]:
+    return [rng.standard_normal((o, c) if i % 2 == 0 else (c, o), dtype=np.float32) * 0.05 for i in range(LAYERS)]
+
+
+def conv_chain(c: int, o: int, side: int, weights: list[np.ndarray]):
+    nodes, inits, x = [], [], "x"
+    for i, w in enumerate(weights):
+        inits += [numpy_helper.from_array(w[:, :, None, None], f"w{i}"),
+                  numpy_helper.from_array(np.zeros(w.shape[0], np.float32), f"b{i}")]
+        nodes.append(helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"y{i}"]))
+        x = f"y{i}"
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, side, side])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def matmul_chain(c: int, o: int, side: int, weights: list[np.ndarray]):
+    nodes, inits, x = [], [], "x"
+    for i, w in enumerate(weights):
+        inits += [numpy_helper.from_array(np.ascontiguousarray(w.T), f"w{i}"),
+                  numpy_helper.from_array(np.zeros(w.shape[0], np.float32), f"b{i}")]
+        nodes += [helper.make_node("MatMul", [x, f"w{i}"], [f"m{i}"]),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"y{i}"])]
+        x = f"y{i}"
+    graph = helper.make_graph(nodes, "matmul", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [side * side, c])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def median_ms(model, x: np.ndarray, threads: int, calls: int) -> float:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    for _ in range(20):
+        session.run(None, {"x": x})
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        session.run(None, {"x": x})
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calls", type=int, default=200)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"onnxruntime {ort.__version__}, {args.threads} threads, fp32, {LAYERS} chained 1×1 layers, median of "
+          f"{args.calls} calls")
+    print(f"{'shape':>22}  {'Conv ms':>8} {'GFLOP/s':>8}  {'MatMul ms':>9} {'GFLOP/s':>8}")
+    for c, o, side in SHAPES:
+        weights = _weights(c, o, rng)
+        flops = 2 * LAYERS * c * o * side * side
+        conv = median_ms(conv_chain(c, o, side, weights), rng.standard_normal((1, c, side, side), dtype=np.float32),
+                         args.threads, args.calls)
+        mm = median_ms(matmul_chain(c, o, side, weights), rng.standard_normal((side * side, c), dtype=np.float32),
+                       args.threads, args.calls)
+        print(f"{f'{c}->{o} at {side}×{side}':>22}  {conv:8.2f} {flops / conv / 1e6:8.0f}  {mm:9.2f} {flops / mm / 1e6:8.0f}")
+
+
+if __name__ == "__main__":
+    main()
