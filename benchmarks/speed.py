@@ -12,8 +12,8 @@ depend on them):
   of `INT8_OP_SETS` (Conv/MatMul only; every supported op), calibrated on synthetic orange images
   (`segkd.data.synthetic`), same session options. `segkd export --int8` builds both and keeps the faster
   one that stays within 0.5 val mIoU of fp32.
-Every figure uses `segkd.deploy.timing.measure` (warm-up, then ≥ iters calls and ≥ min-time seconds), split into
-interleaved rounds (the PyTorch methods among themselves, then the ONNX Runtime ones) so that load from other
+Every figure uses `segkd.deploy.timing.measure_interleaved` (warm-up, then ≥ iters calls and ≥ min-time seconds,
+split into interleaved rounds (the PyTorch methods among themselves, then the ONNX Runtime ones) so that load from other
 processes on a shared machine affects the compared methods alike.
 
 `--profile` adds, per ONNX file, ONNX Runtime's own profile: the share of kernel time by op type. It shows
@@ -51,7 +51,7 @@ from segkd.deploy.export import export_onnx
 from segkd.deploy.meta import DeployMeta
 from segkd.deploy.onnx_model import session_options
 from segkd.deploy.quantize import INT8_OP_SETS, quantize_int8
-from segkd.deploy.timing import Protocol, Timing, measure
+from segkd.deploy.timing import Protocol, measure_interleaved
 from segkd.models import build_model
 
 REFERENCE_MS = {"fastsegformer-p": {"eager": 60.0, "plain onnx": 31.0},  # measured on this machine (the brief)
@@ -93,13 +93,13 @@ def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib:
     eager = {"eager, as built": lambda: model(x),
              "eager": torch_runner(model, (1, 3, 224, 224), torch.device("cpu")).forward}
     with torch.inference_mode():
-        times = interleaved(eager, protocol, rounds)  # PyTorch's and ORT's thread pools are not interleaved:
+        times = measure_interleaved(eager, protocol, rounds)  # PyTorch's and ORT's thread pools are not interleaved:
     # each spins for a while after its own work and would slow the other down
     onnx_files = {"plain onnx": (plain_export(model, tmp / f"{name}.plain.onnx"), plain_options),
                   "segkd onnx": (segkd_path, session_options(threads)),
                   **{f"segkd int8 {ops}": (path, session_options(threads)) for ops, path in int8_paths.items()}}
     onnx_calls = {method: ort_call(path, options, x.numpy()) for method, (path, options) in onnx_files.items()}
-    times.update(interleaved(onnx_calls, protocol, rounds))
+    times.update(measure_interleaved(onnx_calls, protocol, rounds))
     shares = {method: op_shares(path, options, x.numpy()) for method, (path, options) in onnx_files.items()
               } if profile else {}
     rows = []
@@ -133,20 +133,6 @@ def op_shares(path: Path, options: ort.SessionOptions, x: np.ndarray, calls: int
             time_by_op[e["args"]["op_name"]] += e["dur"]
     total = sum(time_by_op.values())
     return {op: t / total for op, t in time_by_op.most_common()}
-
-
-def interleaved(calls: dict, protocol: Protocol, rounds: int) -> dict[str, Timing]:
-    """The protocol split into `rounds` interleaved slices (warm-up once, then each method in turn for
-    iters/rounds calls and min_time/rounds seconds per round), so a load change on a shared machine hits
-    every method alike."""
-    part = Protocol(0, max(1, protocol.iters // rounds), protocol.min_time / rounds)
-    for call in calls.values():
-        measure(call, Protocol(protocol.warmup, 1, 0.0))
-    times: dict[str, list[float]] = {method: [] for method in calls}
-    for _ in range(rounds):
-        for method, call in calls.items():
-            times[method] += measure(call, part).times_ms
-    return {method: Timing(t) for method, t in times.items()}
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ whole val split) and the latency of both (batch 1). With `int8_ops="auto"` every
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from segkd.deploy.fp16 import export_fp16
 from segkd.deploy.loading import LoadedModel
 from segkd.deploy.onnx_model import OnnxModel, OnnxModule
 from segkd.deploy.quantize import INT8_OP_SETS, calibration_images, quantize_int8
-from segkd.deploy.timing import Protocol, measure
+from segkd.deploy.timing import Protocol, measure_interleaved
 from segkd.deploy.verify import ParityReport, parity_inputs, synthetic_image, verify_onnx
 from segkd.engine.evaluator import evaluate_model
 from segkd.errors import ConfigError, DataError
@@ -184,8 +185,9 @@ def _int8(base: OnnxExport, loaded: LoadedModel, req: ExportRequest, calib: list
             return failed, None
         log("int8: scoring fp32 and int8 on the val split")
         score = ValScorer(base, loaded, req)
-        miou_fp32, ms_fp32 = score(base.path)
-        tried = {name: score(built[name].path) for name in verified}
+        ms = score.latencies({"fp32": base.path, **{name: built[name].path for name in verified}})
+        miou_fp32, ms_fp32 = score.miou(base.path), ms["fp32"]
+        tried = {name: (score.miou(built[name].path), ms[name]) for name in verified}
         kept = pick_int8(miou_fp32, tried)
         artifact = built[kept]
         artifact.path = artifact.path.replace(path)
@@ -197,7 +199,7 @@ def _int8(base: OnnxExport, loaded: LoadedModel, req: ExportRequest, calib: list
 
 
 class ValScorer:
-    """ONNX file -> (val mIoU on ONNX Runtime CPU, median batch-1 latency in ms)."""
+    """Val mIoU and batch-1 latency of ONNX files on ONNX Runtime (CPU)."""
 
     def __init__(self, fp32: OnnxExport, loaded: LoadedModel, req: ExportRequest):
         self.data_cfg = dict(loaded.config["data"], input_size=list(fp32.meta.input_size))
@@ -208,9 +210,14 @@ class ValScorer:
         self.threads = req.threads
         self.x = np.stack([fp32.meta.preprocess()(synthetic_image(*fp32.meta.input_size))[0]])
 
-    def __call__(self, path: Path) -> tuple[float, float]:
-        onnx_model = OnnxModel(path, "cpu", self.threads)
-        metrics = evaluate_model(OnnxModule(onnx_model), self.dataset, self.data_cfg, device=torch.device("cpu"),
-                                 batch_size=1, absent=self.absent, progress=False)
-        timing = measure(lambda: onnx_model(self.x), Protocol(warmup=5, iters=50, min_time=1.0))
-        return float(metrics.mIoU), timing.median
+    def miou(self, path: Path) -> float:
+        metrics = evaluate_model(OnnxModule(OnnxModel(path, "cpu", self.threads)), self.dataset, self.data_cfg,
+                                 device=torch.device("cpu"), batch_size=1, absent=self.absent, progress=False)
+        return float(metrics.mIoU)
+
+    def latencies(self, paths: dict[str, Path]) -> dict[str, float]:
+        """Median batch-1 ms of each file, timed in interleaved rounds so that load hits them alike."""
+        models = {name: OnnxModel(path, "cpu", self.threads) for name, path in paths.items()}
+        calls = {name: functools.partial(model, self.x) for name, model in models.items()}
+        timings = measure_interleaved(calls, Protocol(warmup=5, iters=50, min_time=1.0))
+        return {name: t.median for name, t in timings.items()}

@@ -74,6 +74,22 @@ def measure(fn: Callable[[], Any], protocol: Protocol = Protocol(), device: torc
     return Timing(times, protocol.batch)
 
 
+def measure_interleaved(calls: dict[str, Callable[[], Any]], protocol: Protocol = Protocol(), rounds: int = 5
+                        ) -> dict[str, Timing]:
+    """Time several CPU callables against each other: each warmed up once, then the protocol split into `rounds`
+    slices (iters/rounds calls and min_time/rounds seconds) run in turn, so a load change on a shared machine
+    hits every one alike."""
+    part = Protocol(0, max(1, protocol.iters // rounds), protocol.min_time / rounds, protocol.batch)
+    for call in calls.values():
+        for _ in range(protocol.warmup):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            times[name] += measure(call, part).times_ms
+    return {name: Timing(t, protocol.batch) for name, t in times.items()}
+
+
 def _measure_cuda(fn: Callable[[], Any], protocol: Protocol, device: torch.device | str) -> Timing:
     pairs, start = [], time.perf_counter()
     while len(pairs) < max(1, protocol.iters) or time.perf_counter() - start < protocol.min_time:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segkd.deploy.timing import PeakMemory, Protocol, Timing, measure
+from segkd.deploy.timing import PeakMemory, Protocol, Timing, measure, measure_interleaved
 
 
 def test_warmup_then_at_least_iters_calls():
@@ -47,3 +47,11 @@ def test_peak_memory_sees_an_allocation():
     out = subprocess.run([sys.executable, "-c", _PEAK_PROBE], capture_output=True, text=True, check=True).stdout
     before, peak = map(float, out.split())
     assert peak >= before + 100
+
+
+def test_measure_interleaved_alternates_rounds():
+    order = []
+    calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    timings = measure_interleaved(calls, Protocol(warmup=1, iters=4, min_time=0.0), rounds=2)
+    assert order == ["a", "b"] + ["a", "a", "b", "b"] * 2  # one warm-up each, then 2 calls per round in turn
+    assert {name: t.n for name, t in timings.items()} == {"a": 4, "b": 4}
