@@ -1,14 +1,15 @@
 """The `segkd` command-line app: one thin module per subcommand in `segkd/commands/`.
 
 Command modules are imported by name only when their command runs, so `segkd --help`, `segkd split` and
-`segkd presets` start without importing what other commands need (torch, timm, onnx). The table below is the
-only place that lists the commands; `--help` shows its one-line summaries (tests check them against each
-command's docstring).
+`segkd demo` start without importing what other commands need (torch, timm, onnx). `--help` lists each command
+with the first line of its `main` docstring, read from the module's source without importing it.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 from typing import NamedTuple
 
 import click
@@ -22,30 +23,32 @@ from segkd.commands.common import State, run_guarded
 class CommandSpec(NamedTuple):
     module: str  # segkd.commands.<module>, which defines main()
     panel: str
-    summary: str  # the first line of main's docstring
 
 
 COMMANDS = {
-    "split": CommandSpec("split", "Data", "Split a dataset into train/val/test lists by ratio: seeded, stable, "
-                         "optionally stratified by class."),
-    "augment": CommandSpec("augment", "Data", "Not implemented yet."),
-    "train": CommandSpec("train", "Train", "Train a model from a preset; weights, results.csv and plots go to "
-                         "runs/train/<name>/."),
-    "distill": CommandSpec("distill", "Train", "Distill a teacher into a student: hard labels + the preset's "
-                           "weighted KD terms, one column each."),
-    "eval": CommandSpec("evaluate", "Train", "Evaluate a checkpoint: per-class IoU / Acc / Precision / Dice, "
-                        "confusion matrix and plots."),
-    "predict": CommandSpec("predict", "Deploy", "Segment images, folders, globs and videos; write label PNGs and "
-                           "pictures (exit 1 if an input failed)."),
-    "export": CommandSpec("export", "Deploy", "Export the model alone to ONNX and verify every file with ONNX "
-                          "Runtime against PyTorch."),
-    "bench": CommandSpec("bench", "Deploy", "Benchmark models: one row per model × backend, protocol in the header, "
-                         "CSV/JSON under runs/bench/."),
-    "presets": CommandSpec("presets", "Config", "List presets (name, model family, params, input size, paper), or "
-                           "show one fully resolved."),
-    "demo": CommandSpec("demo", "Config", "Run the segkd demo offline: synthetic navel-orange defect data "
-                        "(sunburn, ulcer, wind scarring), split."),
+    "split": CommandSpec("split", "Data"),
+    "augment": CommandSpec("augment", "Data"),
+    "train": CommandSpec("train", "Train"),
+    "distill": CommandSpec("distill", "Train"),
+    "eval": CommandSpec("evaluate", "Train"),
+    "predict": CommandSpec("predict", "Deploy"),
+    "export": CommandSpec("export", "Deploy"),
+    "bench": CommandSpec("bench", "Deploy"),
+    "presets": CommandSpec("presets", "Config"),
+    "demo": CommandSpec("demo", "Config"),
 }
+
+
+def command_summary(name: str) -> str:
+    """The first line of the command's `main` docstring, parsed from its source file (not imported)."""
+    spec = importlib.util.find_spec(f"segkd.commands.{COMMANDS[name].module}")
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return ""
+    with open(spec.origin, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    main = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"), None)
+    doc = ast.get_docstring(main) if main else None
+    return doc.splitlines()[0] if doc else ""
 
 
 def load_command(name: str) -> click.Command:
@@ -69,7 +72,8 @@ class LazyGroup(TyperGroup):
         spec = COMMANDS.get(name)
         if spec is None:
             return None
-        stub = click.Command(name, help=spec.summary, short_help=spec.summary)
+        summary = command_summary(name)
+        stub = click.Command(name, help=summary, short_help=summary)
         stub.rich_help_panel = spec.panel  # read by typer's help panels
         return stub
 
