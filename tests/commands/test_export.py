@@ -91,6 +91,9 @@ def test_usage_errors(tmp_path):
     assert result.exit_code == 2 and "--int8 needs --calib" in _flat(result)
     result = runner.invoke(app, ["export", "-w", str(ckpt), "--imgsz", "big"])
     assert result.exit_code == 2 and "--imgsz big" in _flat(result)
+    result = runner.invoke(app, ["export", "-w", str(ckpt), "--int8", "--calib", str(tmp_path), "--int8-ops", "fast"])
+    assert result.exit_code == 2 and "int8 op set 'fast': expected auto, conv, all" in _flat(result)
+    assert not list(tmp_path.glob("*.onnx"))  # refused before any export
     fixed = fx.save_checkpoint(tmp_path / "fixed.pt", arch="deploy_tiny_fixed")
     result = runner.invoke(app, ["export", "-w", str(fixed), "--imgsz", "64"])
     assert result.exit_code == 2 and "only runs at 32×32" in _flat(result)
