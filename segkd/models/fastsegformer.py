@@ -37,7 +37,6 @@ from segkd.models.fastsegformer_decoder import (
 )
 from segkd.models.layers import init_conv_bn_normal_
 from segkd.models import layouts
-from segkd.models.layouts import remap_state_dict
 from segkd.models.registry import refuse_download, register_model
 from segkd.models.timm_backbone import TimmBackbone, load_backbone_weights
 
@@ -144,9 +143,7 @@ def reference_keys(model: FastSegFormer) -> dict[str, str]:
 
 def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: FastSegFormer) -> dict[str, Tensor]:
     """Map a reference FastSegFormer state dict onto segkd's keys; any other layout passes through unchanged."""
-    if not any(k.startswith("common_backbone.") for k in state_dict):
-        return state_dict
-    return remap_state_dict(state_dict, reference_keys(model), model, "reference FastSegFormer checkpoint")
+    return layouts.from_reference_checkpoint(state_dict, model, _DECODER_RULES, "FastSegFormer")
 
 
 def _cfg(**kwargs) -> dict:

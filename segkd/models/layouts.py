@@ -138,3 +138,12 @@ def reference_keys(model: nn.Module, rules: list[ModuleRule], family: str) -> di
         else:
             raise LookupError(f"no reference name for {family} module '{path}'")
     return keys
+
+
+def from_reference_checkpoint(state: dict[str, Tensor], model: nn.Module, rules: list[ModuleRule], family: str
+                              ) -> dict[str, Tensor]:
+    """A state dict of the original repository (keys under `common_backbone.`) mapped onto segkd's keys with
+    `reference_keys`; any other layout passes through unchanged (for `load_weights` to try as segkd's own)."""
+    if not any(k.startswith("common_backbone.") for k in state):
+        return state
+    return remap_state_dict(state, reference_keys(model, rules, family), model, f"reference {family} checkpoint")

@@ -27,7 +27,6 @@ from torch import Tensor, nn
 from segkd.models.base import SegmentationModel
 from segkd.models.layers import ConvBN, ConvBNReLU, init_conv_bn_normal_
 from segkd.models import layouts
-from segkd.models.layouts import remap_state_dict
 from segkd.models.registry import refuse_download, register_model
 from segkd.models.timm_backbone import TimmBackbone, load_backbone_weights
 
@@ -169,9 +168,7 @@ def reference_keys(model: SwinAttUNet) -> dict[str, str]:
 def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: SwinAttUNet) -> dict[str, Tensor]:
     """Map a reference teacher state dict (`common_backbone.layers.*`, `Att1..4`, `up1..4`, ...) onto segkd's
     keys; any other layout passes through unchanged."""
-    if not any(k.startswith("common_backbone.") for k in state_dict):
-        return state_dict
-    return remap_state_dict(state_dict, reference_keys(model), model, "reference Swin-T-Att-UNet checkpoint")
+    return layouts.from_reference_checkpoint(state_dict, model, _MODULE_RULES, "Swin-T-Att-UNet")
 
 
 def _cfg(**kwargs) -> dict:
