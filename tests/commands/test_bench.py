@@ -1,26 +1,19 @@
 """`segkd bench` end to end on a tiny model: protocol header, table columns, CSV/JSON files, plots, errors."""
 
 import csv
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 from typer.testing import CliRunner
 
 from segkd.cli import app
 from segkd.deploy.bench_report import COLUMNS
 
-_spec = importlib.util.spec_from_file_location("deploy_fixtures", Path(__file__).parents[1] / "deploy" / "conftest.py")
-fx = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # importable: load_weights looks it up
-_spec.loader.exec_module(fx)  # registers `deploy_tiny`
+from testkit import flat, load_test_module
+
+fx = load_test_module("deploy_fixtures", "deploy/conftest.py")  # registers `deploy_tiny`
 
 runner = CliRunner()
 QUICK = ["--warmup", "1", "--iters", "3", "--min-time", "0", "--device", "cpu", "--threads", "1"]
-
-
-def _flat(result) -> str:
-    return " ".join(result.output.split())
 
 
 def test_table_files_and_plots(tmp_path, monkeypatch):
@@ -29,9 +22,9 @@ def test_table_files_and_plots(tmp_path, monkeypatch):
     data = fx.write_dataset(tmp_path / "data")
     result = runner.invoke(app, ["bench", "-w", str(ckpt), "--data", str(data), "--plot", *QUICK])
     assert result.exit_code == 0, result.output
-    flat = _flat(result)
-    assert "device cpu" in flat and "1 threads" in flat and "warm-up 1" in flat and "model only" in flat
-    assert "one fused multiply-add = one FLOP" in flat
+    text = flat(result)
+    assert "device cpu" in text and "1 threads" in text and "warm-up 1" in text and "model only" in text
+    assert "one fused multiply-add = one FLOP" in text
     run = tmp_path / "runs" / "bench" / "tiny"
     rows = list(csv.DictReader((run / "results.csv").open()))
     assert [(r["backend"], r["status"]) for r in rows] == [("torch", "✅"), ("onnxruntime", "✅")]
@@ -64,8 +57,8 @@ def test_presets_and_errors(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "fastsegformer-p" in result.stdout and "32×32" in result.stdout
     result = runner.invoke(app, ["bench", "--backend", "torch"])
-    assert result.exit_code == 2 and "nothing to bench" in _flat(result)
+    assert result.exit_code == 2 and "nothing to bench" in flat(result)
     result = runner.invoke(app, ["bench", "--preset", "fastsegformer-p", "--backend", "tensorrt"])
-    assert result.exit_code == 2 and "--backend tensorrt" in _flat(result)
+    assert result.exit_code == 2 and "--backend tensorrt" in flat(result)
     result = runner.invoke(app, ["bench", "--preset", "fastsegformer-p", "--fp16", "--bf16"])
-    assert result.exit_code == 2 and "exclude each other" in _flat(result)
+    assert result.exit_code == 2 and "exclude each other" in flat(result)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from segkd.commands.distill import expand_aliases
 from segkd.errors import ConfigError
 from segkd.models import load_checkpoint
 
-_spec = importlib.util.spec_from_file_location("kd_engine_fixtures", Path(__file__).parents[1] / "engine" / "test_distill.py")
-kd = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(kd)
+from testkit import load_test_module
+
+kd = load_test_module("kd_engine_fixtures", "engine/test_distill.py")  # the tiny KD families
 
 runner = CliRunner()
 

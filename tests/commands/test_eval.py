@@ -1,8 +1,6 @@
 """`segkd eval` end to end on a tiny VOC tree and a tiny registered model (both from tests/engine/conftest.py)."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,9 @@ from segkd.data.dataset import open_dataset
 from segkd.engine.evaluator import evaluate_model
 from segkd.models import checkpoint_payload, create_model, load_checkpoint
 
-_spec = importlib.util.spec_from_file_location("engine_fixtures", Path(__file__).parents[1] / "engine" / "conftest.py")
-engine_fixtures = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # importable by name
-_spec.loader.exec_module(engine_fixtures)  # registers `tiny_seg`
+from testkit import load_test_module
+
+engine_fixtures = load_test_module("engine_fixtures", "engine/conftest.py")  # registers `tiny_seg`
 
 runner = CliRunner()
 REPORT = ["metrics.json", "confusion_matrix.csv", "confusion_matrix_normalized.png", "per_class_iou.png"]

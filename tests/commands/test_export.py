@@ -1,9 +1,6 @@
 """`segkd export` end to end: artifacts, verification lines, next commands, a broken export, errors."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,15 +13,11 @@ from segkd.cli import app
 from segkd.deploy.export import export_onnx, read_meta
 from segkd.models import create_model
 
-_spec = importlib.util.spec_from_file_location("deploy_fixtures", Path(__file__).parents[1] / "deploy" / "conftest.py")
-fx = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # importable: load_weights looks it up
-_spec.loader.exec_module(fx)  # registers `deploy_tiny`
+from testkit import flat, load_test_module
+
+fx = load_test_module("deploy_fixtures", "deploy/conftest.py")  # registers `deploy_tiny`
 
 runner = CliRunner()
-
-
-def _flat(result) -> str:
-    return " ".join(result.output.split())
 
 
 def test_fp32_fp16_int8_with_lines_and_next_commands(tmp_path):
@@ -72,7 +65,7 @@ def test_broken_export_fails_and_keeps_unverified(tmp_path, monkeypatch):
     ckpt = fx.save_checkpoint(tmp_path / "tiny.pt")
     result = runner.invoke(app, ["export", "-w", str(ckpt)])
     assert result.exit_code == 1
-    assert "failed ❌" in result.stdout and "export did not verify" in _flat(result)
+    assert "failed ❌" in result.stdout and "export did not verify" in flat(result)
     assert (tmp_path / "tiny.onnx.unverified").is_file() and not (tmp_path / "tiny.onnx").exists()
 
 
@@ -88,14 +81,14 @@ def test_foreign_weights_with_preset(tmp_path):
 def test_usage_errors(tmp_path):
     ckpt = fx.save_checkpoint(tmp_path / "tiny.pt")
     result = runner.invoke(app, ["export", "-w", str(ckpt), "--int8"])
-    assert result.exit_code == 2 and "--int8 needs --calib" in _flat(result)
+    assert result.exit_code == 2 and "--int8 needs --calib" in flat(result)
     result = runner.invoke(app, ["export", "-w", str(ckpt), "--imgsz", "big"])
-    assert result.exit_code == 2 and "--imgsz big" in _flat(result)
+    assert result.exit_code == 2 and "--imgsz big" in flat(result)
     result = runner.invoke(app, ["export", "-w", str(ckpt), "--int8", "--calib", str(tmp_path), "--int8-ops", "fast"])
-    assert result.exit_code == 2 and "int8 op set 'fast': expected auto, conv, all" in _flat(result)
+    assert result.exit_code == 2 and "int8 op set 'fast': expected auto, conv, all" in flat(result)
     assert not list(tmp_path.glob("*.onnx"))  # refused before any export
     fixed = fx.save_checkpoint(tmp_path / "fixed.pt", arch="deploy_tiny_fixed")
     result = runner.invoke(app, ["export", "-w", str(fixed), "--imgsz", "64"])
-    assert result.exit_code == 2 and "only runs at 32×32" in _flat(result)
+    assert result.exit_code == 2 and "only runs at 32×32" in flat(result)
     result = runner.invoke(app, ["export", "-w", str(fixed), "--dynamic"])
-    assert result.exit_code == 0 and "dynamic height/width impossible" in _flat(result)
+    assert result.exit_code == 0 and "dynamic height/width impossible" in flat(result)

@@ -1,8 +1,6 @@
 """`segkd predict` end to end: images, folders, videos, ONNX input, counts, exit codes."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 from PIL import Image
@@ -12,16 +10,11 @@ from segkd.cli import app
 from segkd.deploy.export import export_onnx
 from segkd.deploy.loading import load_model
 
-_spec = importlib.util.spec_from_file_location("deploy_fixtures", Path(__file__).parents[1] / "deploy" / "conftest.py")
-fx = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # importable: load_weights looks it up
-_spec.loader.exec_module(fx)  # registers `deploy_tiny`
+from testkit import flat, load_test_module
+
+fx = load_test_module("deploy_fixtures", "deploy/conftest.py")  # registers `deploy_tiny`
 
 runner = CliRunner()
-
-
-def _flat(result) -> str:
-    """Output with the console's line wrapping undone."""
-    return " ".join(result.output.split())
 
 
 def _setup(tmp_path):
@@ -74,11 +67,11 @@ def test_exit_codes(tmp_path):
     (images / "broken.png").write_bytes(b"nope")
     result = runner.invoke(app, ["predict", str(images), "-w", str(ckpt), "--out", str(tmp_path / "o1")])
     assert result.exit_code == 1
-    assert "broken.png: not a readable image, skipped" in _flat(result) and "1 of 3 inputs failed" in _flat(result)
+    assert "broken.png: not a readable image, skipped" in flat(result) and "1 of 3 inputs failed" in flat(result)
     assert (tmp_path / "o1" / "labels" / "img0.png").is_file()  # the rest still ran
     result = runner.invoke(app, ["predict", str(images / "broken.png"), "-w", str(ckpt), "--out", str(tmp_path / "o2")])
-    assert result.exit_code == 2 and "nothing readable" in _flat(result)
+    assert result.exit_code == 2 and "nothing readable" in flat(result)
     result = runner.invoke(app, ["predict", str(images), "-w", str(ckpt), "--mix", "sepia"])
-    assert result.exit_code == 2 and "--mix sepia" in _flat(result)
+    assert result.exit_code == 2 and "--mix sepia" in flat(result)
     result = runner.invoke(app, ["predict", str(images), "-w", str(tmp_path / "none.pt")])
-    assert result.exit_code == 2 and "none.pt: weights file not found" in _flat(result)
+    assert result.exit_code == 2 and "none.pt: weights file not found" in flat(result)

@@ -1,6 +1,5 @@
 """`segkd split` through the CLI: table and JSON output, exit 2 with one `error:` line, data left untouched."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,18 +8,10 @@ from typer.testing import CliRunner
 
 from segkd.cli import app
 
+from testkit import load_test_module
+
 runner = CliRunner()  # click >= 8.2: result.stdout and result.stderr are separate, result.output mixes them
-
-
-def _tree_helpers():
-    """tests/data/conftest.py (tiny trees, tree_digest), loaded by path: conftest files are not importable."""
-    spec = importlib.util.spec_from_file_location("data_trees", Path(__file__).parents[1] / "data" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-trees = _tree_helpers()
+trees = load_test_module("data_trees", "data/conftest.py")  # tiny trees, tree_digest
 
 
 @pytest.fixture

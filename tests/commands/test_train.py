@@ -1,9 +1,7 @@
 """`segkd train` through the CLI on the tiny VOC tree (fixtures from tests/engine/conftest.py)."""
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +11,9 @@ from segkd.cli import app
 from segkd.config import load_config
 from segkd.engine.trainer import Trainer
 
-_spec = importlib.util.spec_from_file_location("engine_fixtures", Path(__file__).parents[1] / "engine" / "conftest.py")
-fx = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # importable by name (load_weights)
-_spec.loader.exec_module(fx)  # registers `tiny_seg`
+from testkit import load_test_module
+
+fx = load_test_module("engine_fixtures", "engine/conftest.py")  # registers `tiny_seg`
 
 runner = CliRunner()
 
