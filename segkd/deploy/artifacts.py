@@ -184,17 +184,16 @@ def _int8(base: OnnxExport, loaded: LoadedModel, req: ExportRequest, calib: list
             failed.path = failed.path.replace(path.with_name(path.name + ".unverified"))
             return failed, None
         log("int8: scoring fp32 and int8 on the val split")
-        score = ValScorer(base, loaded, req)
-        ms = score.latencies({"fp32": base.path, **{name: built[name].path for name in verified}})
-        miou_fp32, ms_fp32 = score.miou(base.path), ms["fp32"]
-        tried = {name: (score.miou(built[name].path), ms[name]) for name in verified}
+        scorer = ValScorer(base, loaded, req)
+        tried = scorer.score({"fp32": base.path, **{name: built[name].path for name in verified}})
+        miou_fp32, ms_fp32 = tried.pop("fp32")
         kept = pick_int8(miou_fp32, tried)
         artifact = built[kept]
         artifact.path = artifact.path.replace(path)
     if len(tried) > 1:
         artifact.notes.append("op set (auto): " + " · ".join(
             f"{name} {100 * miou:.2f} mIoU {ms:.1f} ms" for name, (miou, ms) in tried.items()) + f" → kept {kept}")
-    return artifact, Int8Report(miou_fp32, tried[kept][0], ms_fp32, tried[kept][1], len(score.dataset), len(calib),
+    return artifact, Int8Report(miou_fp32, tried[kept][0], ms_fp32, tried[kept][1], len(scorer.dataset), len(calib),
                                 kept, tried)
 
 
@@ -210,14 +209,13 @@ class ValScorer:
         self.threads = req.threads
         self.x = np.stack([fp32.meta.preprocess()(synthetic_image(*fp32.meta.input_size))[0]])
 
-    def miou(self, path: Path) -> float:
-        metrics = evaluate_model(OnnxModule(OnnxModel(path, "cpu", self.threads)), self.dataset, self.data_cfg,
-                                 device=torch.device("cpu"), batch_size=1, absent=self.absent, progress=False)
-        return float(metrics.mIoU)
-
-    def latencies(self, paths: dict[str, Path]) -> dict[str, float]:
-        """Median batch-1 ms of each file, timed in interleaved rounds so that load hits them alike."""
+    def score(self, paths: dict[str, Path]) -> dict[str, tuple[float, float]]:
+        """name -> (val mIoU, median batch-1 ms) of each file: one session per file serves both; the latencies
+        are timed in interleaved rounds so that load from other processes hits every file alike."""
         models = {name: OnnxModel(path, "cpu", self.threads) for name, path in paths.items()}
+        mious = {name: float(evaluate_model(OnnxModule(model), self.dataset, self.data_cfg, device=torch.device("cpu"),
+                                            batch_size=1, absent=self.absent, progress=False).mIoU)
+                 for name, model in models.items()}
         calls = {name: functools.partial(model, self.x) for name, model in models.items()}
         timings = measure_interleaved(calls, Protocol(warmup=5, iters=50, min_time=1.0))
-        return {name: t.median for name, t in timings.items()}
+        return {name: (mious[name], timings[name].median) for name in paths}
