@@ -112,9 +112,8 @@ def quantize_int8(src: str | Path, dst: str | Path, meta: DeployMeta, images: li
     proto = onnx.load(str(dst))
     save_with_meta(proto, meta, dst)
     opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-    ops = "/".join(op_types) if op_types else "every supported op"
-    note = (f"int8 calibrated on {len(arrays)} images; {ops} in int8 except the op that produces the logits, "
-            f"the rest fp32; opset {opset}")
+    ops = f"{'/'.join(op_types)} in int8, the rest fp32" if op_types else "every supported op in int8"
+    note = f"int8 calibrated on {len(arrays)} images; {ops}; the logits' own op stays fp32; opset {opset}"
     return OnnxExport(dst, meta, time.perf_counter() - start, [note])
 
 

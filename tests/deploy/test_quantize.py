@@ -41,7 +41,7 @@ def test_int8_logits_come_from_an_fp32_op(op_set, tiny_ckpt, tiny_data, tmp_path
     assert last.op_type == "Resize"  # TinySeg upsamples its 1/4 logits; not a DequantizeLinear of uint8 logits
     assert producer[last.input[0]].op_type == "DequantizeLinear"  # ... while the head before it is int8
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)
-    assert "except the op that produces the logits" in int8.notes[0]
+    assert "the logits' own op stays fp32" in int8.notes[0]
     h, w = loaded.meta.input_size
     x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
     logits = ort.InferenceSession(str(int8.path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
