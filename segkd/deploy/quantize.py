@@ -96,9 +96,9 @@ def quantize_int8(src: str | Path, dst: str | Path, meta: DeployMeta, images: li
         try:
             onnx.save(fuse_gelu(onnx.load(str(src))), str(fused))
             quant_pre_process(str(fused), str(prepared))
-            proto = onnx.load(str(prepared))
-            keep_fp32 = logits_nodes(proto.graph)
-            onnx.save(proto, str(prepared))
+            prepared_model = onnx.load(str(prepared))
+            keep_fp32 = logits_nodes(prepared_model.graph)  # names the unnamed ones, hence the save
+            onnx.save(prepared_model, str(prepared))
             quantize_static(
                 str(prepared), str(dst), ArrayReader("images", arrays, batch), quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(op_types) if op_types else None, nodes_to_exclude=keep_fp32,
