@@ -4,7 +4,8 @@ A segkd checkpoint is a dict saved with `torch.save`:
     {"format": "segkd", "version": str, "arch": str, "model": state_dict, "config": resolved config dict,
      "classes": [names], "palette": [[r, g, b]], ...training state in last.pt}
 It rebuilds itself: `load_checkpoint(path)` needs nothing else. Files are always read with
-`torch.load(..., weights_only=True)`.
+`torch.load(..., weights_only=True)`, or as safetensors when the name ends in `.safetensors` (what the Hugging
+Face Hub serves for timm and transformers models).
 
 `load_weights(model, path)` also takes foreign state dicts (a paper's released weights): the model's family
 module maps their keys with its `checkpoint_filter_fn(state_dict, model)`, then the load is strict and a
@@ -14,10 +15,12 @@ missing or unexpected key is an error naming it.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
 from segkd import __version__
@@ -28,15 +31,39 @@ FORMAT = "segkd"
 
 
 def read_weights_file(path: str | Path) -> Any:
-    """`torch.load` with weights_only=True; unreadable files fail naming the file."""
+    """`torch.load` with weights_only=True (a `.safetensors` file: its tensors); unreadable files fail naming
+    the file and saying why in a line."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        try:
+            return load_safetensors(path, device="cpu")
+        except Exception as e:  # noqa: BLE001  (SafetensorError, or a header that is not JSON)
+            raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(e)[:160]})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, truncated zips, foreign objects refused by weights_only
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"{path}: not a readable weights file ({reason[:160]})") from None
+    except Exception as e:  # noqa: BLE001  (pickle errors, truncated zips, foreign objects refused by weights_only)
+        raise WeightsError(f"{path}: {_torch_load_failure(e)}") from None
+
+
+def _torch_load_failure(e: Exception) -> str:
+    """torch.load's multi-paragraph errors, said in a line."""
+    text = str(e)
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused:
+        return (f"stores the Python object {refused[1]}; segkd reads tensors only (torch.load weights_only=True): "
+                "save model.state_dict() instead")
+    if "WeightsUnpickler error" in text or "invalid load key" in text:
+        return "not a PyTorch weights file (neither a torch.save archive nor a tensor pickle)"
+    if "central directory" in text or "PytorchStreamReader" in text:
+        return "damaged or incomplete torch.save archive (a truncated download or copy?)"
+    return f"not a readable weights file ({_first_line(e)[:160]})"
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def is_segkd_checkpoint(obj: Any) -> bool:

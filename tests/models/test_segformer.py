@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file as save_safetensors
 from torch import nn
 
 from segkd.config import load_config
@@ -164,6 +165,16 @@ def test_hugging_face_parity(tmp_path, variant, size):
     assert (logits - ref).abs().max().item() <= 1e-4
     for i, h in enumerate(hidden):
         assert (taps[f"stage{i + 1}"] - h).abs().max().item() <= 1e-4
+
+
+def test_hugging_face_safetensors_file(tmp_path):
+    """The Hub serves `model.safetensors`: it loads like the same state dict saved with torch.save."""
+    hf = hf_segformer("b0")
+    save_safetensors({k: v.contiguous() for k, v in hf.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    model = load_weights(create_model("segformer_b0", num_classes=19), tmp_path / "model.safetensors").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert (model(x) - hf_logits(hf, x)[0]).abs().max().item() <= 1e-4
 
 
 # transformers 4.x names (what the nvidia/segformer-* files on the Hub hold) <- 5.x names

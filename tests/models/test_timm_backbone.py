@@ -5,6 +5,7 @@ import re
 import pytest
 import timm
 import torch
+from safetensors.torch import save_file as save_safetensors
 from timm.models.metaformer import checkpoint_filter_fn as metaformer_filter
 from timm.models.swin_transformer import checkpoint_filter_fn as swin_filter
 from torch import nn
@@ -53,6 +54,15 @@ def test_loads_microsofts_swin_layout(tmp_path):
     load_backbone_weights(backbone, tmp_path / "swin_tiny_patch4_window7_224.pth")
     assert torch.equal(backbone.body.layers_1.downsample.norm.weight, imagenet.layers[1].downsample.norm.weight)
     assert torch.equal(backbone.out_norms[3].bias, imagenet.norm.bias)
+
+
+def test_loads_a_hub_safetensors_file(tmp_path):
+    """timm's weights on the Hugging Face Hub are `model.safetensors` in timm's own layout."""
+    imagenet = timm.create_model("poolformer_s12", pretrained=False)
+    save_safetensors(imagenet.state_dict(), str(tmp_path / "model.safetensors"))
+    backbone = TimmBackbone("poolformer_s12")
+    load_backbone_weights(backbone, tmp_path / "model.safetensors")
+    assert torch.equal(backbone.body.stages_3.blocks[1].mlp.fc2.weight, imagenet.stages[3].blocks[1].mlp.fc2.weight)
 
 
 def test_shape_mismatch_names_the_key(tmp_path):
