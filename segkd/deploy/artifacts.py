@@ -106,6 +106,7 @@ def export_artifacts(loaded: LoadedModel, req: ExportRequest, log: Callable[[str
     report = ExportReport(loaded.name)
     model, device = loaded.model, torch.device(req.device)
     kwargs = dict(imgsz=req.imgsz, dynamic=req.dynamic, opset=req.opset, argmax=req.argmax, simplify=req.simplify)
+    calib = _calibration(loaded, req) if req.int8 else None  # bad --calib data fails before anything is written
     images = _real_images(loaded, req)
     log(f"ONNX: exporting {loaded.meta.arch} with opset {req.opset}" + (", dynamic axes" if req.dynamic else ""))
     base = export_onnx(model, loaded.meta, req.out, **kwargs)
@@ -116,10 +117,7 @@ def export_artifacts(loaded: LoadedModel, req: ExportRequest, log: Callable[[str
         path = req.out.with_name(f"{req.out.stem}.fp16.onnx")
         fp16 = export_fp16(model, base, path, device=device, **kwargs)
         report.artifacts.append(_checked(fp16, model, images, device))
-    if req.int8:
-        if req.calib is None:
-            raise DataError("--int8 needs --calib DATA (a dataset folder whose val split calibrates the ranges)")
-        calib = calibration_images(req.calib, loaded.config["data"])
+    if calib is not None:
         artifact, report.int8 = _int8(base, loaded, req, calib, log)
         report.artifacts.append(artifact)
     return report
@@ -139,6 +137,12 @@ def _checked(export: OnnxExport, model: torch.nn.Module, images: list[np.ndarray
     if not parity.passed:
         artifact.path = export.path.replace(export.path.with_name(export.path.name + ".unverified"))
     return artifact
+
+
+def _calibration(loaded: LoadedModel, req: ExportRequest) -> list[np.ndarray]:
+    if req.calib is None:
+        raise DataError("--int8 needs --calib DATA (a dataset folder whose val split calibrates the ranges)")
+    return calibration_images(req.calib, loaded.config["data"])
 
 
 def _real_images(loaded: LoadedModel, req: ExportRequest) -> list[np.ndarray]:

@@ -53,6 +53,10 @@ def test_pick_int8_keeps_the_fastest_accurate_op_set():
 def test_int8_needs_calibration_data(tiny_ckpt, tmp_path):
     with pytest.raises(DataError, match="--calib"):
         export_artifacts(load_model(tiny_ckpt), ExportRequest(tmp_path / "m.onnx", int8=True))
+    with pytest.raises(DataError, match="nowhere: dataset folder not found"):
+        export_artifacts(load_model(tiny_ckpt), ExportRequest(tmp_path / "out" / "m.onnx", int8=True,
+                                                              calib=tmp_path / "nowhere"))
+    assert not (tmp_path / "out").exists()  # refused before the fp32 export was written
 
 
 def test_broken_export_is_caught_and_kept_unverified(tiny_ckpt, tmp_path, monkeypatch):
