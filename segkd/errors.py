@@ -31,3 +31,10 @@ class JobFailed(SegkdError):
 
 class NotImplementedYet(SegkdError):
     """A command that a later release fills."""
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when it has none), cut to `limit` characters:
+    how a library's multi-line error is quoted inside segkd's one-line messages."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:limit]

@@ -36,7 +36,7 @@ from segkd.deploy.quantize import calibration_images
 from segkd.deploy.timing import PeakMemory, Protocol, measure
 from segkd.deploy.verify import synthetic_image
 from segkd.engine.evaluator import evaluate_model
-from segkd.errors import ConfigError, DataError
+from segkd.errors import ConfigError, DataError, first_line
 from segkd.models import build_model
 
 with warnings.catch_warnings():  # fvcore scripts a function at import time, which torch now warns about
@@ -163,8 +163,7 @@ def _run_row(row: BenchRow, target: BenchTarget, hw: tuple[int, int], opts: Benc
         elif opts.data is not None:
             row.notes += "; random weights (a preset alone): no mIoU"
     except Exception as e:  # noqa: BLE001  (one failing row must not stop the table: keep the reason)
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        row.status, row.notes = "❌", f"{type(e).__name__}: {text}"[:240]
+        row.status, row.notes = "❌", f"{type(e).__name__}: {first_line(e)}"[:240]
 
 
 def _input_size(target: BenchTarget, opts: BenchOptions) -> tuple[int, int]:

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from segkd.deploy.graph_passes import swap_resize_pointwise
 from segkd.deploy.meta import DeployMeta
-from segkd.errors import ConfigError, JobFailed, SegkdError
+from segkd.errors import ConfigError, JobFailed, SegkdError, first_line
 
 INPUT_NAME = "images"
 
@@ -132,7 +132,7 @@ def export_onnx(
     except SegkdError:
         raise
     except Exception as e:  # noqa: BLE001  (an op the exporter cannot convert: name it, no traceback)
-        raise JobFailed(f"{meta.arch}: ONNX export failed ({_first_line(e)})") from None
+        raise JobFailed(f"{meta.arch}: ONNX export failed ({first_line(e)})") from None
     proto = onnx.load(str(path))
     if simplify:
         proto, note = simplify_graph(proto, dummy.cpu().numpy())
@@ -160,7 +160,7 @@ def simplify_graph(proto: onnx.ModelProto, sample: np.ndarray | None = None) -> 
             warnings.simplefilter("ignore")
             simplified, ok = onnxsim.simplify(proto, skipped_optimizers=["fuse_preceding_mul_into_conv"])
     except Exception as e:  # noqa: BLE001
-        return proto, f"onnxsim failed, graph kept unsimplified ({_first_line(e)})"
+        return proto, f"onnxsim failed, graph kept unsimplified ({first_line(e)})"
     if not ok:
         return proto, "onnxsim could not validate the simplified graph; kept the original"
     problem = _output_change(proto, simplified, sample) if sample is not None else ""
@@ -184,7 +184,7 @@ def _output_change(original: onnx.ModelProto, simplified: onnx.ModelProto, x: np
     try:
         got = run(simplified).astype(np.float32)
     except Exception as e:  # noqa: BLE001
-        return f"it fails on ONNX Runtime: {_first_line(e)[:120]}"
+        return f"it fails on ONNX Runtime: {first_line(e, 120)}"
     tol = 1e-4 * max(1.0, float(np.abs(ref).max()))
     if got.shape != ref.shape or float(np.abs(got - ref).max()) > tol:
         return "its outputs differ"
@@ -229,6 +229,3 @@ def read_meta(path: str | Path) -> DeployMeta | None:
     return DeployMeta.from_props({p.key: p.value for p in proto.metadata_props})
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]

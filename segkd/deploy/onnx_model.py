@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkd.deploy.meta import DeployMeta
-from segkd.errors import WeightsError
+from segkd.errors import WeightsError, first_line
 
 CUDA_EP = "CUDAExecutionProvider"
 
@@ -59,8 +59,7 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(self.path), sess_options=options or session_options(threads),
                                                 providers=providers_for(device))
         except Exception as e:  # noqa: BLE001  (corrupt file, unsupported op: name the file)
-            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise WeightsError(f"{self.path}: not a loadable ONNX model ({text[:200]})") from None
+            raise WeightsError(f"{self.path}: not a loadable ONNX model ({first_line(e)})") from None
         inp, outp = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if "float16" in inp.type else np.float32

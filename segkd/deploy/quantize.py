@@ -43,7 +43,7 @@ from segkd.data.transforms import Preprocess
 from segkd.deploy.export import OnnxExport, save_with_meta, silence_native_output
 from segkd.deploy.graph_passes import fuse_gelu
 from segkd.deploy.meta import DeployMeta
-from segkd.errors import DataError, JobFailed
+from segkd.errors import DataError, JobFailed, first_line
 
 CALIB_IMAGES = 100
 INT8_OP_SETS: dict[str, tuple[str, ...] | None] = {"conv": ("Conv", "MatMul"), "all": None}  # None: every type
@@ -106,8 +106,7 @@ def quantize_int8(src: str | Path, dst: str | Path, meta: DeployMeta, images: li
                 calibrate_method=CalibrationMethod.MinMax,
             )
         except Exception as e:  # noqa: BLE001  (an op the quantiser cannot handle: name the file)
-            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise JobFailed(f"{src}: int8 quantisation failed ({text[:200]})") from None
+            raise JobFailed(f"{src}: int8 quantisation failed ({first_line(e)})") from None
     meta = meta.replace(precision="int8")
     proto = onnx.load(str(dst))
     save_with_meta(proto, meta, dst)

@@ -28,6 +28,7 @@ from torch import nn
 
 from segkd.deploy.export import ExportHead
 from segkd.deploy.onnx_model import OnnxModel
+from segkd.errors import first_line
 
 TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "int8": float("inf")}
 MIN_AGREEMENT = {"fp32": 99.9, "fp16": 99.9, "int8": 95.0}
@@ -111,9 +112,8 @@ def verify_onnx(onnx_model: OnnxModel, model: nn.Module, inputs: dict[str, np.nd
         try:
             got = onnx_model(x)
         except Exception as e:  # noqa: BLE001  (the graph does not run: a failed case, not a crash)
-            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             report.cases.append(ParityCase(name, tuple(x.shape), float("inf"), 0.0))
-            report.failures.append(f"{name}: ONNX Runtime failed ({text[:160]})")
+            report.failures.append(f"{name}: ONNX Runtime failed ({first_line(e, 160)})")
             continue
         case = _compare(name, ref, got, labels_graph, precision)
         report.cases.append(case)

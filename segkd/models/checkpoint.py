@@ -24,7 +24,7 @@ from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
 from segkd import __version__
-from segkd.errors import WeightsError
+from segkd.errors import WeightsError, first_line
 from segkd.models.registry import create_model
 
 FORMAT = "segkd"
@@ -40,7 +40,7 @@ def read_weights_file(path: str | Path) -> Any:
         try:
             return load_safetensors(path, device="cpu")
         except Exception as e:  # noqa: BLE001  (SafetensorError, or a header that is not JSON)
-            raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(e)[:160]})") from None
+            raise WeightsError(f"{path}: not a readable safetensors file ({first_line(e, 160)})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  (pickle errors, truncated zips, foreign objects refused by weights_only)
@@ -58,12 +58,9 @@ def _torch_load_failure(e: Exception) -> str:
         return "not a PyTorch weights file (neither a torch.save archive nor a tensor pickle)"
     if "central directory" in text or "PytorchStreamReader" in text:
         return "damaged or incomplete torch.save archive (a truncated download or copy?)"
-    return f"not a readable weights file ({_first_line(e)[:160]})"
+    return f"not a readable weights file ({first_line(e, 160)})"
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def is_segkd_checkpoint(obj: Any) -> bool:
