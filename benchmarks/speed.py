@@ -12,9 +12,9 @@ depend on them):
   of `INT8_OP_SETS` (Conv/MatMul only; every supported op), calibrated on synthetic orange images
   (`segkd.data.synthetic`), same session options. `segkd export --int8` builds both and keeps the faster
   one that stays within 0.5 val mIoU of fp32.
-Every figure uses `segkd.deploy.timing.measure_interleaved` (warm-up, then ≥ iters calls and ≥ min-time seconds,
-split into interleaved rounds (the PyTorch methods among themselves, then the ONNX Runtime ones) so that load from other
-processes on a shared machine affects the compared methods alike.
+Every figure uses `segkd.deploy.timing.measure_interleaved`: warm-up, then ≥ iters calls and ≥ min-time seconds
+split into interleaved rounds (the PyTorch methods among themselves, then the ONNX Runtime ones), so that load from
+other processes on a shared machine affects the compared methods alike.
 
 `--profile` adds, per ONNX file, ONNX Runtime's own profile: the share of kernel time by op type. It shows
 how much of a graph is convolution (ONNX Runtime's NCHWc convs run near its SGEMM rate on this CPU), which
@@ -31,9 +31,9 @@ import contextlib
 import io
 import json
 import os
-from collections import Counter
 import tempfile
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -92,9 +92,10 @@ def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib:
                   for ops, types in INT8_OP_SETS.items()}
     eager = {"eager, as built": lambda: model(x),
              "eager": torch_runner(model, (1, 3, 224, 224), torch.device("cpu")).forward}
+    # PyTorch's and ORT's thread pools are not interleaved: each spins for a while after its own work and would
+    # slow the other down
     with torch.inference_mode():
-        times = measure_interleaved(eager, protocol, rounds)  # PyTorch's and ORT's thread pools are not interleaved:
-    # each spins for a while after its own work and would slow the other down
+        times = measure_interleaved(eager, protocol, rounds)
     onnx_files = {"plain onnx": (plain_export(model, tmp / f"{name}.plain.onnx"), plain_options),
                   "segkd onnx": (segkd_path, session_options(threads)),
                   **{f"segkd int8 {ops}": (path, session_options(threads)) for ops, path in int8_paths.items()}}

@@ -227,5 +227,3 @@ def read_meta(path: str | Path) -> DeployMeta | None:
     """The `DeployMeta` stored in an ONNX file (None for a file segkd did not export)."""
     proto = onnx.load(str(path), load_external_data=False)
     return DeployMeta.from_props({p.key: p.value for p in proto.metadata_props})
-
-

@@ -61,8 +61,6 @@ def _torch_load_failure(e: Exception) -> str:
     return f"not a readable weights file ({first_line(e, 160)})"
 
 
-
-
 def is_segkd_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT and "model" in obj and "config" in obj
 
