@@ -61,8 +61,6 @@ def main(
     target = out_path or Path(weights).with_suffix(".onnx")
     if target.resolve() == Path(weights).resolve():
         raise ConfigError(f"--out {target}: would overwrite the weights file")
-    if int8 and calib is None:
-        raise ConfigError("--int8 needs --calib DATA (a dataset folder whose val split calibrates the int8 ranges)")
     request = ExportRequest(target, parse_size(imgsz), dynamic, fp16, int8, calib, simplify, opset, argmax,
                             str(pick_device(device)), int8_ops=int8_ops)
     params = sum(p.numel() for p in loaded.model.parameters())

@@ -107,7 +107,7 @@ def export_artifacts(loaded: LoadedModel, req: ExportRequest, log: Callable[[str
     model, device = loaded.model, torch.device(req.device)
     kwargs = dict(imgsz=req.imgsz, dynamic=req.dynamic, opset=req.opset, argmax=req.argmax, simplify=req.simplify)
     calib = _calibration(loaded, req) if req.int8 else None  # bad --calib data fails before anything is written
-    images = _real_images(loaded, req)
+    images = calib or _real_images(loaded, req)  # real images for the parity checks
     log(f"ONNX: exporting {loaded.meta.arch} with opset {req.opset}" + (", dynamic axes" if req.dynamic else ""))
     base = export_onnx(model, loaded.meta, req.out, **kwargs)
     report.artifacts.append(_checked(base, model, images, "cpu"))
@@ -141,7 +141,7 @@ def _checked(export: OnnxExport, model: torch.nn.Module, images: list[np.ndarray
 
 def _calibration(loaded: LoadedModel, req: ExportRequest) -> list[np.ndarray]:
     if req.calib is None:
-        raise DataError("--int8 needs --calib DATA (a dataset folder whose val split calibrates the ranges)")
+        raise DataError("--int8 needs --calib DATA (a dataset folder whose val split calibrates the int8 ranges)")
     return calibration_images(req.calib, loaded.config["data"])
 
 
