@@ -20,12 +20,13 @@ import argparse
 import os
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+from segkd.deploy.timing import Protocol, measure
 
 # (in channels, out channels, side): PoolFormer-S12 MLPs per stage, and the decoder's 512 -> 512 convs at 28×28
 SHAPES = [(64, 256, 56), (128, 512, 28), (320, 1280, 14), (512, 2048, 7), (512, 512, 28)]
@@ -112,14 +113,7 @@ def median_ms(model, x: np.ndarray, threads: int, calls: int) -> float:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    for _ in range(20):
-        session.run(None, {"x": x})
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        session.run(None, {"x": x})
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return measure(lambda: session.run(None, {"x": x}), Protocol(warmup=20, iters=calls, min_time=0.0)).median
 
 
 def main() -> None:
