@@ -5,7 +5,8 @@
       - {op: hflip, p: 0.5}
       - {op: hsv_jitter, gains: [0.1, 0.7, 0.3]}
 
-Ops and their parameters are listed in `segkd.data.augment_ops`; a misspelt op or parameter fails when the
+Ops come from the one registry that the offline `segkd augment` also builds from (`segkd.data.augment_ops`,
+filled by segkd's own ops and by `segkd.data.augment_albu`); a misspelt op or parameter fails when the
 transform is built, naming its position (`augment[1]: unknown op 'hfilp', did you mean 'hflip'?`).
 The output is always exactly the network input size: if the ops leave another size, a final fit step
 resizes per `data.resize` (letterbox on the grey canvas, or stretch), as evaluation does. Padded label pixels
@@ -16,13 +17,13 @@ All randomness comes from the `rng` argument; the trainer seeds one per (seed, e
 from __future__ import annotations
 
 import difflib
-import inspect
 from typing import Any, Callable
 
 import cv2
 import numpy as np
 
-from segkd.data.augment_ops import OPS, AugmentContext, ImageMask, paste_pair, resize_pair
+import segkd.data.augment_albu  # noqa: F401  (registers the albumentations ops)
+from segkd.data.augment_ops import OPS, AugmentContext, ImageMask, op_parameters, paste_pair, resize_pair
 from segkd.data.transforms import Preprocess
 from segkd.errors import ConfigError, DataError
 
@@ -71,6 +72,14 @@ def build_train_transform(ops: list[dict], data_cfg: Any, input_size: int | tupl
     """Validate and build every op of a preset's `augment:` list (a `DataConfig` or its dict form)."""
     hw = (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[-1]))
     ctx = AugmentContext(hw, int(_get(data_cfg, "pad_value")), mask_fill(data_cfg))
+    built, names = build_ops(ops, ctx)
+    return TrainTransform(built, names, ctx, _get(data_cfg, "resize"))
+
+
+def build_ops(ops: list[dict] | None, ctx: AugmentContext) -> tuple[list[Callable[..., ImageMask]], list[str]]:
+    """Every op of an op list built from the registry, and their names; ConfigError names the position."""
+    if ops is not None and not isinstance(ops, list):
+        raise ConfigError(f"augment: expected a list of ops, got {type(ops).__name__}")
     built, names = [], []
     for i, spec in enumerate(ops or []):
         where = f"augment[{i}]"
@@ -79,7 +88,7 @@ def build_train_transform(ops: list[dict], data_cfg: Any, input_size: int | tupl
         name, params = spec["op"], {k: v for k, v in spec.items() if k != "op"}
         built.append(_build_op(name, params, ctx, where))
         names.append(str(name))
-    return TrainTransform(built, names, ctx, _get(data_cfg, "resize"))
+    return built, names
 
 
 def _build_op(name: Any, params: dict, ctx: AugmentContext, where: str) -> Callable[..., ImageMask]:
@@ -88,7 +97,7 @@ def _build_op(name: Any, params: dict, ctx: AugmentContext, where: str) -> Calla
         hint = f", did you mean '{near[0]}'?" if near else f" (ops: {', '.join(sorted(OPS))})"
         raise ConfigError(f"{where}: unknown op '{name}'{hint}")
     cls = OPS[name]
-    accepted = [p for p in inspect.signature(cls).parameters if p != "ctx"]
+    accepted = op_parameters(cls)
     for key in params:
         if key not in accepted:
             near = difflib.get_close_matches(str(key), accepted, n=1, cutoff=0.5)

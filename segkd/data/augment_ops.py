@@ -1,18 +1,23 @@
-"""Online train-time augmentation ops: each is `op(image, mask, rng) -> (image, mask)`.
+"""The augmentation op registry, and segkd's own ops: each op is `op(image, mask, rng) -> (image, mask)`.
+
+One registry serves the online train-time pipeline (`segkd.data.augment`) and the offline `segkd augment`
+command: a preset's `augment:` list and a recipe file are the same YAML op lists. Ops are registered by the
+name presets use (`{op: hflip, p: 0.5}`); their constructor keywords are the YAML parameters, and `ctx`
+carries the target size and the fill values.
 
 Images are H×W×3 uint8 RGB, masks H×W uint8 class indices; masks always move with nearest interpolation so
 labels never blend. All randomness comes from the `rng` argument (a `numpy.random.Generator`), so a sample is
-reproducible from its seed alone. Ops are registered by the name presets use (`{op: hflip, p: 0.5}`); their
-constructor keywords are the YAML parameters, and `ctx` carries the dataset's sizes and fill values.
+reproducible from its seed alone.
 
-Written with OpenCV/numpy rather than albumentations: one dependency less, and the reference pipelines'
-exact operations (FastSegFormer's PIL-era `get_random_data`, PaddleSeg's RandomDistort on PIL enhancers,
-albumentations' LUT colour ops) are each a few lines we can pin down and test here.
+Most ops are albumentations transforms behind segkd's names (`segkd.data.augment_albu`). The ops below are
+written here because they reproduce a reference pipeline exactly and albumentations has no equivalent:
+FastSegFormer's `get_random_data` paste and its OpenCV HSV jitter, PaddleSeg's ResizeStepScaling,
+RandomPaddingCrop and its PIL-enhancer RandomDistort.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,9 +31,13 @@ ImageMask = tuple[np.ndarray, np.ndarray]  # (H×W×3 uint8 image, H×W uint8 ma
 class AugmentContext:
     """What ops need to know about the dataset."""
 
-    input_size: tuple[int, int]  # network input H, W
+    input_size: tuple[int, int] | None  # network input H, W; None offline: each image keeps its own size
     pad_value: int  # image canvas grey level
     mask_fill: int  # label of padded pixels: ignore_index or 0 (data.mask_pad)
+
+    def target(self, image: np.ndarray) -> tuple[int, int]:
+        """The size ops aim for: the network input online, the image's own (H, W) offline."""
+        return self.input_size or image.shape[:2]
 
 
 OPS: dict[str, type] = {}
@@ -40,6 +49,13 @@ def register_op(name: str) -> Callable[[type], type]:
         return cls
 
     return deco
+
+
+def op_parameters(cls: type) -> list[str]:
+    """The YAML parameters of an op: its constructor keywords (or its own `parameters()`), `ctx` aside."""
+    if hasattr(cls, "parameters"):
+        return cls.parameters()
+    return [p for p in inspect.signature(cls).parameters if p != "ctx"]
 
 
 # ---------------------------------------------------------------- parameter checks (ValueError names the value)
@@ -71,9 +87,10 @@ def probability(value) -> float:
     raise ValueError(f"p={value!r} is not a probability in [0, 1]")
 
 
-def size_pair(value, default: tuple[int, int]) -> tuple[int, int]:
+def size_pair(value) -> tuple[int, int] | None:
+    """[H, W] from a side or a pair; None stays None (the target size, chosen per image)."""
     if value is None:
-        return default
+        return None
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value, value
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
@@ -128,7 +145,7 @@ class RandomResizedPaste:
 
     new_ar = iw/ih · U(aspect)/U(aspect), s = U(scale); if new_ar < 1: nh = int(s·H), nw = int(nh·new_ar),
     else nw = int(s·W), nh = int(nw/new_ar). Image bicubic, mask nearest. dx = int(U(0, W − nw)),
-    dy = int(U(0, H − nh)) (negative when larger, which crops) on a grey canvas at the input size.
+    dy = int(U(0, H − nh)) (negative when larger, which crops) on a grey canvas at the target size.
     """
 
     def __init__(self, ctx: AugmentContext, scale=(0.25, 2.0), aspect=(0.7, 1.3), pad_value: int | None = None):
@@ -136,7 +153,7 @@ class RandomResizedPaste:
         self.pad_value = ctx.pad_value if pad_value is None else int(pad_value)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
-        (h, w), (ih, iw) = self.ctx.input_size, image.shape[:2]
+        (h, w), (ih, iw) = self.ctx.target(image), image.shape[:2]
         new_ar = iw / ih * rng.uniform(*self.aspect) / rng.uniform(*self.aspect)
         s = rng.uniform(*self.scale)
         if new_ar < 1:
@@ -149,30 +166,6 @@ class RandomResizedPaste:
         image, mask = resize_pair(image, mask, (nh, nw), cv2.INTER_CUBIC)
         dx, dy = int(rng.random() * (w - nw)), int(rng.random() * (h - nh))  # U(0, W − nw), either sign
         return paste_pair(image, mask, (h, w), dy, dx, self.pad_value, self.ctx.mask_fill)
-
-
-@register_op("hflip")
-class HFlip:
-    """Mirror left-right with probability p."""
-
-    def __init__(self, ctx: AugmentContext, p: float = 0.5):
-        self.p = probability(p)
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
-        if rng.random() < self.p:
-            return image[:, ::-1], mask[:, ::-1]
-        return image, mask
-
-
-@register_op("resize")
-class Resize:
-    """Stretch to `size` (default: the input size); image bilinear, mask nearest (albumentations Resize)."""
-
-    def __init__(self, ctx: AugmentContext, size=None):
-        self.size = size_pair(size, ctx.input_size)
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
-        return resize_pair(image, mask, self.size, cv2.INTER_LINEAR)
 
 
 @register_op("random_scale")
@@ -199,53 +192,15 @@ class RandomScale:
 @register_op("random_crop")
 class RandomCrop:
     """PaddleSeg RandomPaddingCrop: pad bottom/right to `size` if smaller (grey / mask fill), then crop a
-    random `size` window (default: the input size)."""
+    random `size` window (default: the target size)."""
 
     def __init__(self, ctx: AugmentContext, size=None):
-        self.ctx, self.size = ctx, size_pair(size, ctx.input_size)
+        self.ctx, self.size = ctx, size_pair(size)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
-        (ch, cw), (h, w) = self.size, image.shape[:2]
+        (ch, cw), (h, w) = self.size or self.ctx.target(image), image.shape[:2]
         top, left = int(rng.integers(max(h - ch, 0) + 1)), int(rng.integers(max(w - cw, 0) + 1))
-        return paste_pair(image, mask, self.size, -top, -left, self.ctx.pad_value, self.ctx.mask_fill)
-
-
-@register_op("affine")
-class Affine:
-    """albumentations Affine: independent x/y scale and translate (fraction of the side), rotation (deg),
-    x/y shear (deg), about the image centre; image bilinear, mask nearest; borders grey / mask fill."""
-
-    def __init__(self, ctx: AugmentContext, scale=(0.9, 1.1), translate=0.1, rotate=45.0, shear=10.0, p=0.6):
-        self.ctx, self.p = ctx, probability(p)
-        self.scale = span("scale", scale)
-        self.translate = span("translate", translate, symmetric=True)
-        self.rotate = span("rotate", rotate, symmetric=True)
-        self.shear = span("shear", shear, symmetric=True)
-
-    def matrix(self, hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-        """The 2×3 matrix: T(centre + t) · R · Shear · S · T(−centre)."""
-        h, w = hw
-        sx, sy = rng.uniform(*self.scale, size=2)
-        tx, ty = rng.uniform(*self.translate, size=2) * (w, h)
-        angle = math.radians(rng.uniform(*self.rotate))
-        shx, shy = np.radians(rng.uniform(*self.shear, size=2))
-        cx, cy = (w - 1) / 2, (h - 1) / 2
-        to_origin = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]])
-        scale = np.diag([sx, sy, 1.0])
-        shear = np.array([[1, math.tan(shx), 0], [math.tan(shy), 1, 0], [0, 0, 1]])
-        rot = np.array([[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1]])
-        back = np.array([[1, 0, cx + tx], [0, 1, cy + ty], [0, 0, 1]])
-        return (back @ rot @ shear @ scale @ to_origin)[:2]
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
-        if rng.random() >= self.p:
-            return image, mask
-        h, w = image.shape[:2]
-        m = self.matrix((h, w), rng)
-        pad = (self.ctx.pad_value,) * 3
-        image = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=pad)
-        mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_NEAREST, borderValue=self.ctx.mask_fill)
-        return image, mask
+        return paste_pair(image, mask, (ch, cw), -top, -left, self.ctx.pad_value, self.ctx.mask_fill)
 
 
 # ---------------------------------------------------------------- photometric ops (mask untouched)
@@ -270,38 +225,6 @@ class HSVJitter:
             apply_lut(val, LEVELS * r[2]),
         ))
         return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), mask
-
-
-@register_op("rgb_shift")
-class RGBShift:
-    """albumentations RGBShift: with probability p add U(−shift, shift) to each channel, clipped."""
-
-    def __init__(self, ctx: AugmentContext, shift=25.0, p: float = 0.5):
-        self.shift, self.p = span("shift", shift, symmetric=True), probability(p)
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
-        if rng.random() >= self.p:
-            return image, mask
-        shifts = rng.uniform(*self.shift, size=3)
-        return apply_lut(image, LEVELS[:, None] + shifts[None, :]), mask
-
-
-@register_op("brightness_contrast")
-class BrightnessContrast:
-    """albumentations RandomBrightnessContrast: with probability p, x·α + β·255 with α = 1 + U(contrast),
-    β = U(brightness) (limits ±0.2 by default), clipped."""
-
-    def __init__(self, ctx: AugmentContext, brightness=0.2, contrast=0.2, p: float = 0.5):
-        self.brightness = span("brightness", brightness, symmetric=True)
-        self.contrast = span("contrast", contrast, symmetric=True)
-        self.p = probability(p)
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> ImageMask:
-        if rng.random() >= self.p:
-            return image, mask
-        alpha = 1 + rng.uniform(*self.contrast)
-        beta = rng.uniform(*self.brightness) * 255
-        return apply_lut(image, LEVELS * alpha + beta), mask
 
 
 @register_op("color_distort")

@@ -1,4 +1,8 @@
-"""Online augmentation: alignment of image and mask, determinism, sizes, padding labels, config errors."""
+"""Online augmentation: alignment of image and mask, determinism, sizes, padding labels, config errors.
+
+The ops shared with `segkd augment` (albumentations behind segkd's names) are tested here through the online
+builder; the offline command's own behaviour is in test_augment_offline.py.
+"""
 
 import numpy as np
 import pytest
@@ -46,6 +50,12 @@ GEOMETRIC = [
     {"op": "random_scale", "range": [0.5, 2.0]},
     {"op": "random_crop", "size": 64},
     {"op": "affine", "p": 1.0},
+    {"op": "vflip", "p": 1.0},
+    {"op": "rotate", "limit": 30, "p": 1.0},
+    {"op": "random_resized_crop", "scale": [0.3, 1.0]},
+    {"op": "elastic", "p": 1.0},
+    {"op": "grid_distortion", "p": 1.0},
+    {"op": "perspective", "p": 1.0},
 ]
 
 
@@ -123,9 +133,16 @@ def test_colour_ops_by_hand():
     assert (out == image).all()
 
 
-@pytest.mark.parametrize("spec", [{"op": "hsv_jitter"}, {"op": "rgb_shift", "p": 1},
-                                  {"op": "brightness_contrast", "p": 1}, {"op": "color_distort", "p": 1}],
-                         ids=lambda s: s["op"])
+PHOTOMETRIC = [
+    {"op": "hsv_jitter"}, {"op": "rgb_shift", "p": 1}, {"op": "brightness_contrast", "p": 1},
+    {"op": "color_distort", "p": 1}, {"op": "hue_saturation_value", "p": 1}, {"op": "gamma", "p": 1},
+    {"op": "clahe", "p": 1}, {"op": "gaussian_blur", "blur_limit": [5, 7], "p": 1},
+    {"op": "motion_blur", "p": 1}, {"op": "gaussian_noise", "p": 1}, {"op": "jpeg", "quality_range": [10, 20], "p": 1},
+    {"op": "coarse_dropout", "hole_height_range": [8, 16], "hole_width_range": [8, 16], "p": 1},
+]
+
+
+@pytest.mark.parametrize("spec", PHOTOMETRIC, ids=lambda s: s["op"])
 def test_colour_ops_leave_the_mask_alone(spec):
     image, mask = blocks(64, 64)
     out, m = build_train_transform([spec], data_cfg(), 64)(image, mask, np.random.default_rng(5))
@@ -180,6 +197,10 @@ def test_train_sample_normalises():
         ([{"op": "random_scale", "range": [2, 1]}], "augment[0]: op 'random_scale': range=[2, 1] is not [low, high]"),
         ([{"op": "affine", "p": 1.5}], "augment[0]: op 'affine': p=1.5 is not a probability"),
         ([{"p": 0.5}], "augment[0]: expected a mapping with an 'op' key"),
+        ([{"op": "rotate", "fill": 3}], "augment[0]: op 'rotate' has no parameter 'fill'"),  # segkd sets borders
+        ([{"op": "hflip"}, {"op": "jpeg", "quality_range": [200, 300]}],
+         "augment[1]: op 'jpeg': quality_range: Value error, All values in (200, 300) must be >= 1 and <= 100"),
+        ([{"op": "albumentations", "pipeline": {"x": 1}}], "augment[0]: op 'albumentations': pipeline= must be"),
     ],
 )
 def test_config_errors_name_the_op(ops, message):
@@ -188,6 +209,41 @@ def test_config_errors_name_the_op(ops, message):
     assert message in str(e.value)
 
 
-def test_op_names_used_by_presets():
+def test_op_names():
+    """The presets' ops, then the ones `segkd augment` added (one registry for both)."""
     assert set(list_ops()) == {"random_resized_paste", "hflip", "hsv_jitter", "resize", "rgb_shift",
-                               "brightness_contrast", "affine", "random_scale", "random_crop", "color_distort"}
+                               "brightness_contrast", "affine", "random_scale", "random_crop", "color_distort",
+                               "vflip", "rotate", "random_resized_crop", "elastic", "grid_distortion", "perspective",
+                               "hue_saturation_value", "gamma", "clahe", "gaussian_blur", "motion_blur",
+                               "gaussian_noise", "jpeg", "coarse_dropout", "albumentations"}
+
+
+def test_geometric_border_pixels_take_the_mask_fill():
+    image, mask = blocks(64, 64)
+    spec = {"op": "rotate", "limit": [45, 45], "p": 1}
+    for mask_pad, fill in (("ignore", 255), ("background", 0)):
+        out, m = build_train_transform([spec], data_cfg(mask_pad=mask_pad), 64)(image, mask, np.random.default_rng(0))
+        assert m[0, 0] == fill and (out[0, 0] == 128).all()  # the corner comes from outside the image
+
+
+def test_albumentations_ops_follow_the_rng_only():
+    import albumentations as A
+
+    t = build_train_transform([{"op": "gaussian_noise", "p": 1}, {"op": "elastic", "p": 1}], data_cfg(), 64)
+    image, mask = blocks(64, 64)
+    a = t(image, mask, np.random.default_rng(11))
+    A.HorizontalFlip().set_random_seed(5)  # no global albumentations / numpy state is involved
+    np.random.seed(123)
+    b = t(image, mask, np.random.default_rng(11))
+    assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
+
+
+def test_serialised_albumentations_pipeline_is_an_op():
+    import albumentations as A
+
+    pipeline = A.to_dict(A.Compose([A.HorizontalFlip(p=1.0), A.ToGray(p=1.0)]))
+    t = build_train_transform([{"op": "albumentations", "pipeline": pipeline}], data_cfg(input_size=[40, 50]),
+                              (40, 50))
+    image, mask = coords()
+    out, m = t(image, mask, np.random.default_rng(0))
+    assert (m == mask[:, ::-1]).all() and (out[..., 0] == out[..., 1]).all()
