@@ -16,16 +16,15 @@ All randomness comes from the `rng` argument; the trainer seeds one per (seed, e
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Callable
 
 import cv2
 import numpy as np
 
-import segkd.data.augment_albu  # noqa: F401  (registers the albumentations ops)
-from segkd.data.augment_ops import OPS, AugmentContext, ImageMask, op_parameters, paste_pair, resize_pair
+from segkd.data.augment_ops import AugmentContext, ImageMask, paste_pair, resize_pair
+from segkd.data.augment_pipeline import build_ops, list_ops  # noqa: F401  (list_ops: part of this API)
 from segkd.data.transforms import Preprocess
-from segkd.errors import ConfigError, DataError
+from segkd.errors import DataError
 
 
 def _get(data_cfg: Any, key: str) -> Any:
@@ -74,43 +73,6 @@ def build_train_transform(ops: list[dict], data_cfg: Any, input_size: int | tupl
     ctx = AugmentContext(hw, int(_get(data_cfg, "pad_value")), mask_fill(data_cfg))
     built, names = build_ops(ops, ctx)
     return TrainTransform(built, names, ctx, _get(data_cfg, "resize"))
-
-
-def build_ops(ops: list[dict] | None, ctx: AugmentContext) -> tuple[list[Callable[..., ImageMask]], list[str]]:
-    """Every op of an op list built from the registry, and their names; ConfigError names the position."""
-    if ops is not None and not isinstance(ops, list):
-        raise ConfigError(f"augment: expected a list of ops, got {type(ops).__name__}")
-    built, names = [], []
-    for i, spec in enumerate(ops or []):
-        where = f"augment[{i}]"
-        if not isinstance(spec, dict) or "op" not in spec:
-            raise ConfigError(f"{where}: expected a mapping with an 'op' key, got {spec!r}")
-        name, params = spec["op"], {k: v for k, v in spec.items() if k != "op"}
-        built.append(_build_op(name, params, ctx, where))
-        names.append(str(name))
-    return built, names
-
-
-def _build_op(name: Any, params: dict, ctx: AugmentContext, where: str) -> Callable[..., ImageMask]:
-    if name not in OPS:
-        near = difflib.get_close_matches(str(name), list(OPS), n=1, cutoff=0.5)
-        hint = f", did you mean '{near[0]}'?" if near else f" (ops: {', '.join(sorted(OPS))})"
-        raise ConfigError(f"{where}: unknown op '{name}'{hint}")
-    cls = OPS[name]
-    accepted = op_parameters(cls)
-    for key in params:
-        if key not in accepted:
-            near = difflib.get_close_matches(str(key), accepted, n=1, cutoff=0.5)
-            hint = f", did you mean '{near[0]}'?" if near else f" (parameters: {', '.join(accepted) or 'none'})"
-            raise ConfigError(f"{where}: op '{name}' has no parameter '{key}'{hint}")
-    try:
-        return cls(ctx, **params)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: op '{name}': {e}") from None
-
-
-def list_ops() -> list[str]:
-    return sorted(OPS)
 
 
 def train_sample(
