@@ -9,6 +9,7 @@ import albumentations as A
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from segkd.data.augment import build_train_transform
 from segkd.data.augment_offline import augment_dataset
@@ -77,6 +78,14 @@ def test_copies_only_hold_source_labels_and_the_fill(voc3: Path, tmp_path: Path,
             assert mask.shape == source.shape and read_image(out / "JPEGImages" / f"{stem}_aug{k}.jpg").shape == \
                 image.shape  # copies keep their size
             assert set(np.unique(mask).tolist()) <= allowed, (stem, k)
+
+
+def test_copies_keep_the_masks_palette(voc3: Path, tmp_path: Path):
+    augment_dataset(voc3, tmp_path / "out", times=1, workers=1)
+    with Image.open(voc3 / "SegmentationClass" / "img_000.png") as source, \
+            Image.open(tmp_path / "out" / "SegmentationClass" / "img_000_aug1.png") as copy:
+        copy.load()
+        assert copy.mode == source.mode == "P" and copy.getpalette()[:12] == source.getpalette()[:12]
 
 
 def test_a_horizontal_flip_is_the_exact_mirror(tmp_path: Path, trees):
