@@ -27,7 +27,7 @@ def main(
                                     "augment:, or an albumentations A.to_dict pipeline)."),
     split: str = typer.Option("train", "--split", help="The split to augment; every other split is copied as is."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives byte-identical files."),
-    workers: int = typer.Option(0, "--workers", help="Processes (0: one per CPU core). Never changes the output."),
+    workers: int = typer.Option(0, "--workers", help="Processes (0: one per CPU core, fewer for small jobs). Never changes the output."),
     preview: bool = typer.Option(False, "--preview", help="Also write augment_preview.png: originals beside their "
                                  "copies, masks overlaid."),
     force: bool = typer.Option(False, "--force", help="Replace an --out folder that segkd augment wrote before."),

@@ -46,6 +46,7 @@ from segkd.outputs import MANIFEST, atomic_path, atomic_write, make_dirs, temp_p
 PARTIAL_EXIT = 3  # exit code when corrupt pairs were skipped (the rest was written)
 Progress = Callable[[Iterable, int], Iterator]
 JPEG_QUALITY = 95
+COPIES_PER_WORKER = 64
 
 
 class OfflinePipeline:
@@ -68,6 +69,12 @@ class OfflinePipeline:
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
 
+def auto_workers(copies: int) -> int:
+    """One process per core, but one per `COPIES_PER_WORKER` copies at most: a worker process costs seconds
+    to start (it imports albumentations, which imports torch), more than a small job takes."""
+    return max(1, min(os.cpu_count() or 1, copies // COPIES_PER_WORKER))
+
+
 def pair_rng(seed: int, stem: str, k: int) -> np.random.Generator:
     """The generator of copy k of `stem`: a function of (seed, stem, k) only, not of order or worker."""
     digest = int.from_bytes(hashlib.sha256(stem.encode("utf-8")).digest()[:8], "little")
@@ -82,7 +89,7 @@ def augment_dataset(data: Path | str, out: Path | str, *, times: int = 1, recipe
     rec = load_recipe(recipe)
     OfflinePipeline(rec)  # validate every op (named with its position) before anything is planned or written
     plan = plan_augment(data, out, split=split, times=times, force=force)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(plan.jobs) or 1))
+    workers = max(1, min(workers or auto_workers(len(plan.jobs) * times), len(plan.jobs) or 1))
     with staged_folder(plan.out) as stage:
         results = _run_jobs(plan, rec, seed, stage, workers, progress)
         report = AugmentReport.build(plan, rec, seed, workers, results)
@@ -155,7 +162,11 @@ def _augment_pair(job: PairJob) -> PairResult:
 
 
 def _counts(mask: np.ndarray) -> np.ndarray:
-    return np.bincount(mask.ravel(), minlength=256).astype(np.int64)
+    """Pixels per label value (256 bins); OpenCV's histogram is ~8× faster than bincount and exact in float32
+    up to 2^24 pixels per bin."""
+    if mask.size >= 1 << 24:
+        return np.bincount(mask.ravel(), minlength=256).astype(np.int64)
+    return cv2.calcHist([mask], [0], None, [256], [0, 256]).ravel().astype(np.int64)
 
 
 def _mask_palette(path: Path) -> list[list[int]] | None:

@@ -112,6 +112,15 @@ def test_same_seed_same_bytes_whatever_the_workers(voc3: Path, tmp_path: Path, t
     assert (tmp_path / "s6" / name).read_bytes() != (tmp_path / "w1" / name).read_bytes()
 
 
+def test_a_copy_depends_on_its_stem_not_on_the_other_images(voc3: Path, tmp_path: Path):
+    augment_dataset(voc3, tmp_path / "all", times=2, workers=1, seed=1)
+    (voc3 / LISTS / "train.txt").write_text("img_003\n")
+    (voc3 / LISTS / "trainval.txt").write_text("img_003\n")
+    augment_dataset(voc3, tmp_path / "one", times=2, workers=1, seed=1)
+    for rel in ("JPEGImages/img_003_aug2.jpg", "SegmentationClass/img_003_aug2.png"):
+        assert (tmp_path / "all" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes()
+
+
 def test_preview_grid(voc3: Path, tmp_path: Path):
     report = augment_dataset(voc3, tmp_path / "out", times=3, workers=1, preview=True)
     assert report.preview == tmp_path / "out" / PREVIEW_FILE
