@@ -226,6 +226,7 @@ def test_leaks_and_name_clashes_are_refused(voc3: Path, tmp_path: Path):
 
 def test_force_replaces_only_an_earlier_augment_output(voc3: Path, tmp_path: Path):
     out = tmp_path / "out"
+    out.mkdir()  # an empty folder is fine without --force
     augment_dataset(voc3, out, times=1, workers=1)
     with pytest.raises(OutputError, match="pass --force"):
         augment_dataset(voc3, out, times=2)
