@@ -86,6 +86,8 @@ def augment_dataset(data: Path | str, out: Path | str, *, times: int = 1, recipe
                     force: bool = False, progress: Progress | None = None) -> AugmentReport:
     """Write DATA with N augmented copies of each `split` pair to `out`; see the module docstring."""
     started = time.perf_counter()
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"--seed {seed}: give an integer >= 0")
     rec = load_recipe(recipe)
     OfflinePipeline(rec)  # validate every op (named with its position) before anything is planned or written
     plan = plan_augment(data, out, split=split, times=times, force=force)
@@ -110,8 +112,11 @@ def _run_jobs(plan: AugmentPlan, rec: Recipe, seed: int, stage: Path, workers: i
     args = (rec, seed, str(stage), plan.layout.name)
     if workers == 1:
         _init_worker(*args, threads=None)
-        results = map(_augment_pair, plan.jobs)
-        return list(progress(results, len(plan.jobs)) if progress else results)
+        try:
+            results = map(_augment_pair, plan.jobs)
+            return list(progress(results, len(plan.jobs)) if progress else results)
+        finally:
+            _WORKER.clear()
     methods = mp.get_all_start_methods()
     context = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
     if "forkserver" in methods:

@@ -202,6 +202,7 @@ def test_refusals_before_anything_is_written(voc3: Path, tmp_path: Path, trees):
         (dict(out=voc3 / "aug"), OutputError, "lies inside it"),
         (dict(out=voc3), OutputError, "--out is DATA"),
         (dict(out=tmp_path / "o", times=0), DataError, "--times 0"),
+        (dict(out=tmp_path / "o", seed=-1), DataError, "--seed -1"),
         (dict(out=tmp_path / "o", split="extra"), DataError, "extra.txt: split list not found"),
         (dict(out=voc3.parent), OutputError, "DATA lies inside --out"),
     ]
