@@ -122,14 +122,19 @@ def _comm_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
-def wrap_ddp(module: nn.Module, device: torch.device, *, find_unused_parameters: bool = False) -> nn.Module:
+def wrap_ddp(module: nn.Module, device: torch.device, *, static_graph: bool = True) -> nn.Module:
     """`module` in DistributedDataParallel under torch.distributed (rank 0's weights broadcast to all), else
-    `module` itself. `find_unused_parameters` lets parameters sit out a step (a frozen backbone)."""
+    `module` itself.
+
+    A static graph lets DDP learn in the first step which parameters the loss never reaches (FastSegFormer's
+    plain forward skips two stage norms that only its KD taps use) at no cost afterwards. Freezing the backbone
+    for some epochs changes that set, so then (`static_graph=False`) DDP searches the graph every step.
+    """
     if world()[1] == 1:
         return module
     return nn.parallel.DistributedDataParallel(
         module, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=find_unused_parameters,
+        static_graph=static_graph, find_unused_parameters=not static_graph,
     )
 
 

@@ -187,7 +187,7 @@ class Trainer:
         if resume is not None:
             self._load_resume_state(resume)
         trainable = self.distiller.student_module(self.model) if self.distiller is not None else self.model
-        self.train_module = wrap_ddp(trainable, self.device, find_unused_parameters=self.freeze_epochs > 0)
+        self.train_module = wrap_ddp(trainable, self.device, static_graph=self.freeze_epochs == 0)
         self._prepare_run_dir(resume is not None)
 
     def _load_resume_state(self, ckpt: dict) -> None:

@@ -2,7 +2,8 @@
 test_distributed.py (each worker is a fresh interpreter, so the models must register there too).
 
 Test hooks, from the environment (read in every worker):
-- SEGKD_TEST_FAIL_RANK=r: rank r raises a JobFailed after its first training batch.
+- SEGKD_TEST_FAIL_RANK=r: rank r raises a JobFailed after its first training batch (of epoch
+  SEGKD_TEST_FAIL_EPOCH, default 1).
 - SEGKD_TEST_GRADS_DIR=dir: before the first optimizer step, each rank saves its KD adapters' gradients
   to dir/rank<r>.pt.
 """
@@ -28,7 +29,8 @@ RANK = int(os.environ.get("RANK", "0"))
 
 if os.environ.get("SEGKD_TEST_FAIL_RANK") == str(RANK):
     def fail(trainer):
-        raise JobFailed(f"injected failure on rank {RANK}")
+        if trainer.epoch + 1 == int(os.environ.get("SEGKD_TEST_FAIL_EPOCH", "1")):
+            raise JobFailed(f"injected failure on rank {RANK}")
 
     init = engine.Trainer.__init__
 
