@@ -64,8 +64,9 @@ def main(
     is short for distill.teacher.weights=FILE. Checkpoints hold the student only, so eval/predict/export take
     best.pt as they take a trained one.
 
-    Several GPUs: [bold]train.devices=0,1[/] (or [bold]=N[/]), or [bold]torchrun --nproc-per-node 2 -m segkd distill ...[/];
-    the batch size is per GPU (per process), the teacher is replicated on each.
+    Several GPUs: [bold]train.devices=0,1[/] (or [bold]=N[/]), or
+    [bold]torchrun --nproc-per-node 2 -m segkd distill ...[/]; the batch size is per GPU (per process), the teacher
+    is replicated on each.
 
     Example: [bold]segkd distill --preset fastsegformer-p-kd2 --data demo/oranges teacher.weights=runs/train/swin-t-att-unet/weights/best.pt[/]
     """

@@ -17,10 +17,10 @@ outside torchrun (or with one process) it is `select_device` and nothing else ch
 - `reduce_mean(values)`, `all_reduce_confusion(cm)`: loss averages and the val confusion matrix over all ranks.
 - Only rank 0 writes files (`segkd.engine.device.is_main_process`).
 
-Failures: the first rank that raises prints its one-line error (the command boundary prefixes `rank N:`; a rank
-whose collective then breaks stays silent, see `silence_echoed_failures`) and exits; torchrun sees the exit and stops the
-other ranks (SIGTERM), so no rank waits forever inside a collective. The group is destroyed when the process
-exits (atexit), after success or error.
+Failures: the first rank that raises prints its one-line error (the command boundary prefixes `rank N:`; a
+rank whose collective then breaks stays silent, see `silence_echoed_failures`) and exits; torchrun sees the exit
+and stops the other ranks (SIGTERM), so no rank waits forever inside a collective. The group is destroyed when
+the process exits (atexit), after success or error.
 """
 
 from __future__ import annotations

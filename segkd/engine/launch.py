@@ -4,11 +4,12 @@
                                                          #      --master-port <free> -m segkd train --preset p ...
     segkd train --preset p --data d train.devices=4      # the first 4 GPUs (4 CPU processes on gloo without CUDA)
 
-`relaunch_if_requested(train_cfg)` is what a command calls. `devices_to_launch(train_cfg)` reads the key: None (run here), or (processes, CUDA indices or None); a bad value
-fails in one line naming it. `relaunch(nproc, cuda_indices)` runs `torch.distributed.run` in this process with a
-free port, each worker re-running this very command line; the workers inherit stdout/stderr, and only rank 0
-prints (other ranks print their errors only), so rank 0's output streams as if it ran here. The exit code is the
-first failing worker's; torchrun ends the others, and the failing worker has already said why in one line.
+`relaunch_if_requested(train_cfg)` is what a command calls. `devices_to_launch(train_cfg)` reads the key: None
+(run here), or (processes, CUDA indices or None); a bad value fails in one line naming it.
+`relaunch(nproc, cuda_indices)` runs `torch.distributed.run` in this process with a free port, each worker
+re-running this very command line; the workers inherit stdout/stderr and only rank 0 prints (another rank only
+its own error, if it fails first), so rank 0's output streams as if it ran here. The exit code is the first
+failing worker's; torchrun ends the others, and the failing worker has already said why in one line.
 A worker (WORLD_SIZE set by torchrun) never relaunches.
 """
 

@@ -1,6 +1,7 @@
 """Two CPU processes on gloo, started by torchrun (directly, or through train.devices=2): one run folder, the
 reduced val mIoU equal to a single-process `segkd eval` of best.pt, the KD adapters' gradients equal on both
-ranks, and a failure on one rank ending both with its one-line message."""
+ranks, and a failure on one rank ending both with its one-line message. Then, in one process, the pieces those
+runs rely on."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+import typer
 
+from segkd.commands.common import run_guarded
+from segkd.engine import distributed
+from segkd.engine.distributed import first_to_fail, reduce_mean, wrap_ddp
 from segkd.engine.evaluator import eval_config, run_eval
 from segkd.engine.launch import free_port
+from segkd.errors import PeerFailed
 
 from .conftest import write_preset
 from .test_distill import distill_preset, make_voc, teacher_checkpoint, teacher_preset
@@ -84,3 +91,36 @@ def test_failure_on_rank_1_ends_both_ranks_with_its_one_line_message(tmp_path, v
     assert proc.returncode == 1
     assert error_lines(proc) == ["error: rank 1: injected failure on rank 1"]
     assert "Traceback" not in proc.stderr
+
+
+# -- in one process: the pieces the spawned runs rely on -------------------------------------------------
+def test_only_the_first_failing_rank_keeps_its_error(monkeypatch):
+    @distributed.silence_echoed_failures
+    def job():
+        raise RuntimeError("Connection closed by peer")
+
+    monkeypatch.setattr(distributed, "world", lambda: (0, 2))
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(distributed, "first_to_fail", lambda: True)
+    with pytest.raises(RuntimeError, match="Connection closed"):
+        job()
+    monkeypatch.setattr(distributed, "first_to_fail", lambda: False)
+    with pytest.raises(PeerFailed, match="rank 0 stopped: another rank failed first"):
+        job()
+
+
+def test_cli_exits_silently_on_peer_failed(capsys):
+    def main():
+        raise PeerFailed("rank 0 stopped: another rank failed first")
+
+    with pytest.raises(typer.Exit) as exit_:
+        run_guarded(main)()
+    assert exit_.value.exit_code == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_one_process_needs_no_process_group(colour_net):
+    assert not torch.distributed.is_initialized()
+    assert wrap_ddp(colour_net, torch.device("cpu")) is colour_net
+    assert reduce_mean({"loss": 0.5}) == {"loss": 0.5}
+    assert first_to_fail()
