@@ -1,13 +1,15 @@
 """The student and its KD adapters as ONE trainable module, so DistributedDataParallel wraps it once.
 
 DDP synchronises the gradients of the module it wraps, and of nothing else: adapters kept beside the student
-would train apart on every rank. `AdaptedStudent.forward` therefore returns everything the losses need:
+would train apart on every rank. `AdaptedStudent.forward` therefore returns what the losses need, and only that:
 
     out = AdaptedStudent(student, adapters, {"nfd": ["stage1", "fusion"], "pkl": ["logits"]})(x)
     out.logits                       # B×K×H×W, for the hard-label losses
-    out.taps                         # {tap name: B×C×h×w}, the student's own features
     out.adapted                      # {term: [adapter_i(taps[student tap of pair i]) ...]}, for the KD terms
+                                     # (an identity adapter passes a tap through: pkl's student logits)
 
+Returning the other taps too would break DDP: it takes every parameter an output depends on as one the loss
+uses, and then waits forever for the gradients of the layers behind taps no loss reads (the 3rd step fails).
 The teacher is not part of it (frozen, replicated on every rank, never wrapped).
 """
 
@@ -20,7 +22,6 @@ from torch import Tensor, nn
 
 class StudentOutputs(NamedTuple):
     logits: Tensor  # B×K×H×W
-    taps: dict[str, Tensor]
     adapted: dict[str, list[Tensor]]  # term name -> one adapted student tap per (student, teacher) pair
 
 
@@ -35,4 +36,4 @@ class AdaptedStudent(nn.Module):
         logits, taps = self.student.forward_taps(x)
         adapted = {term: [adapter(taps[tap]) for adapter, tap in zip(self.adapters[term], names)]
                    for term, names in self.pairs.items()}
-        return StudentOutputs(logits, taps, adapted)
+        return StudentOutputs(logits, adapted)

@@ -14,7 +14,7 @@ the shape of every paired tap in one dry run of each model, and builds one adapt
 
     module = distiller.student_module(student)      # AdaptedStudent: student + adapters, what DDP wraps (once)
     x_s = distiller.student_input(images)            # the student's view (resized when the teacher's differs)
-    logits, taps, adapted = module(x_s)
+    logits, adapted = module(x_s)
     terms = distiller(images, adapted)               # {"nfd": 5.0·L_nfd, "pkl": 0.5·L_pkl}, already weighted
 
 and trains `distiller.adapters` with the student (lr × distill.adapter_lr_mult). Checkpoints hold the student

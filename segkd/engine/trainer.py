@@ -13,7 +13,7 @@ Distillation is this loop plus a distiller (`segkd.engine.distill.Distiller`, te
   KD); labels come at that size and the hard-label losses upsample the student's logits to it.
 - `distiller.student_input(images)`: the student's input (resized when the sizes differ).
 - `distiller.student_module(student)`: the student and the adapters as one module whose forward gives
-  (logits, taps, adapted taps); this is what trains, and what DDP wraps.
+  (logits, adapted taps); this is what trains, and what DDP wraps.
 - `distiller(images, adapted) -> {term: tensor}`: already-weighted KD terms, added to the loss and logged
   as results.csv columns.
 - `distiller.adapters`: trainable modules, one optimizer group at lr × distill.adapter_lr_mult, saved in last.pt.
@@ -71,7 +71,7 @@ class DistillerHooks(Protocol):
 
     def student_input(self, images: Tensor) -> Tensor: ...  # B×3×H×W -> B×3×h×w (the student's size)
 
-    def student_module(self, student: nn.Module) -> nn.Module: ...  # forward: x -> (logits, taps, adapted)
+    def student_module(self, student: nn.Module) -> nn.Module: ...  # forward: x -> (logits, adapted)
 
     def __call__(self, images: Tensor, adapted: dict[str, list[Tensor]]) -> dict[str, Tensor]: ...  # weighted terms
 
@@ -306,7 +306,7 @@ class Trainer:
         if self.distiller is None:
             logits = self.train_module(images)  # B×K×H×W
         else:
-            logits, _, adapted = self.train_module(self.distiller.student_input(images))
+            logits, adapted = self.train_module(self.distiller.student_input(images))
         terms = {name: weight * loss(logits, masks) for name, weight, loss in self.losses}
         if self.distiller is not None:
             terms.update(self.distiller(images, adapted))
