@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 import typer
+from torch import nn
 
 from segkd.commands.common import run_guarded
 from segkd.engine import distributed
 from segkd.engine.distributed import first_to_fail, reduce_mean, wrap_ddp
 from segkd.engine.evaluator import eval_config, run_eval
 from segkd.engine.launch import free_port
-from segkd.errors import PeerFailed
+from segkd.errors import ConfigError, PeerFailed
 
 from .conftest import write_preset
 from .test_distill import distill_preset, make_voc, teacher_checkpoint, teacher_preset
@@ -125,3 +126,14 @@ def test_one_process_needs_no_process_group(colour_net):
     assert wrap_ddp(colour_net, torch.device("cpu")) is colour_net
     assert reduce_mean({"loss": 0.5}) == {"loss": 0.5}
     assert first_to_fail()
+
+
+def test_sync_bn_converts_batchnorm_on_cuda_and_refuses_the_cpu(monkeypatch):
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    assert distributed.convert_sync_bn(model, torch.device("cpu")) is model  # one process: nothing to sync
+    monkeypatch.setattr(distributed, "world", lambda: (0, 2))
+    with pytest.raises(ConfigError, match=r"^train.sync_bn=true needs CUDA devices"):
+        distributed.convert_sync_bn(model, torch.device("cpu"))
+    converted = distributed.convert_sync_bn(model, torch.device("cuda", 0))
+    assert isinstance(converted[1], nn.SyncBatchNorm)
+    assert set(converted.state_dict()) == set(model.state_dict())  # best.pt loads into the plain model
