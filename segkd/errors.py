@@ -29,6 +29,11 @@ class JobFailed(SegkdError):
     exit_code = 1
 
 
+class PeerFailed(JobFailed):
+    """This rank of a distributed job stopped because another rank failed first and already said why: the
+    command boundary exits without a second message."""
+
+
 class NotImplementedYet(SegkdError):
     """A command that a later release fills."""
 

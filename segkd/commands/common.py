@@ -1,7 +1,8 @@
 """What every command shares: consoles, the error boundary, overrides, JSON output.
 
 Results (tables, `--json` documents) go to stdout; messages and progress go to stderr. Colour and progress
-bars switch off when stdout is not a terminal or `CI` is set.
+bars switch off when stdout is not a terminal or `CI` is set. Under torchrun only rank 0 prints, and the
+first rank to fail prints its error line, prefixed `rank N:` (the others raise `PeerFailed`: no message).
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from segkd.errors import SegkdError
+from segkd.errors import PeerFailed, SegkdError
 
 PLAIN = os.environ.get("CI", "").lower() not in ("", "0", "false") or not sys.stdout.isatty()
+RANK = int(os.environ.get("RANK", "0"))  # set by torchrun before Python starts; torch is not imported here
+ERROR_PREFIX = f"rank {RANK}: " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
 
-out = Console(no_color=PLAIN, highlight=False, width=None if sys.stdout.isatty() else 200)  # pipes: no wrap
-err = Console(stderr=True, no_color=PLAIN, highlight=False)
+out = Console(no_color=PLAIN, highlight=False, width=None if sys.stdout.isatty() else 200,  # pipes: no wrap
+              quiet=RANK != 0)
+err = Console(stderr=True, no_color=PLAIN, highlight=False, quiet=RANK != 0)
+fail = Console(stderr=True, no_color=PLAIN, highlight=False)  # error lines, from every rank
 
 
 class State:
@@ -32,6 +37,11 @@ class State:
 def progress_enabled() -> bool:
     """Progress bars only on an interactive terminal outside CI."""
     return not PLAIN
+
+
+def say_error(message: str) -> None:
+    """One red `error:` line, never wrapped (`rank N: ` first under torchrun)."""
+    fail.print(f"[red]error:[/] {ERROR_PREFIX}{message}", highlight=False, soft_wrap=True)
 
 
 def run_guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,27 +56,30 @@ def run_guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except PeerFailed as e:  # another rank failed first and said why
+            raise typer.Exit(code=e.exit_code) from None
         except SegkdError as e:
             if State.debug:
                 traceback.print_exc()
-            err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # one line, never wrapped
+            say_error(escape(str(e)))
             raise typer.Exit(code=e.exit_code) from None
         except KeyboardInterrupt:
-            err.print("[red]error:[/] interrupted")
+            say_error("interrupted")
             raise typer.Exit(code=130) from None
         except Exception as e:  # noqa: BLE001  (a bug: keep the message to one line unless --debug)
             if State.debug:
                 traceback.print_exc()
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            err.print(f"[red]error:[/] {type(e).__name__}: {escape(msg)} (rerun with --debug for the traceback)",
-                      soft_wrap=True)
+            say_error(f"{type(e).__name__}: {escape(msg)} (rerun with --debug for the traceback)")
             raise typer.Exit(code=1) from None
 
     return wrapper
 
 
 def print_json(doc: Any) -> None:
-    """One JSON document on stdout, nothing else."""
+    """One JSON document on stdout, nothing else (rank 0 only)."""
+    if RANK != 0:
+        return
     sys.stdout.write(json.dumps(_finite(doc), indent=2, default=_jsonable) + "\n")
     sys.stdout.flush()
 

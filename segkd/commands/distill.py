@@ -11,6 +11,7 @@ from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress
 from segkd.config import Config, load_config, parse_overrides, size_hw
 from segkd.engine.checkpointing import resume_config
 from segkd.engine.distill import Distiller
+from segkd.engine.launch import relaunch_if_requested
 from segkd.engine.trainer import train
 from segkd.errors import ConfigError
 
@@ -63,9 +64,15 @@ def main(
     is short for distill.teacher.weights=FILE. Checkpoints hold the student only, so eval/predict/export take
     best.pt as they take a trained one.
 
+    Several GPUs: [bold]train.devices=0,1[/] (or [bold]=N[/]), or
+    [bold]torchrun --nproc-per-node 2 -m segkd distill ...[/]; the batch size is per GPU (per process), the teacher
+    is replicated on each.
+
     Example: [bold]segkd distill --preset fastsegformer-p-kd2 --data demo/oranges teacher.weights=runs/train/swin-t-att-unet/weights/best.pt[/]
     """
     cfg = distill_config(preset, data, overrides)
+    if (code := relaunch_if_requested(cfg.train)) is not None:  # train.devices: the same command under torchrun
+        raise typer.Exit(code)
     distiller = Distiller.from_config(cfg, allow_random_teacher=random_teacher)
     if cfg.distill.teacher.weights is None:
         err.print("[yellow]warning:[/] the teacher is untrained (--random-teacher): this run only tests the pipeline")

@@ -11,6 +11,7 @@ from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress
 from segkd.config import Config, load_config, parse_overrides
 from segkd.engine.checkpointing import resume_config
 from segkd.engine.eval_report import metrics_table
+from segkd.engine.launch import relaunch_if_requested
 from segkd.engine.trainer import Trainer
 from segkd.errors import ConfigError
 
@@ -65,7 +66,13 @@ def main(
 
     Resume an interrupted run with [bold]resume=runs/train/<name>/weights/last.pt[/] (its saved config is used).
 
+    Several GPUs: [bold]train.devices=0,1[/] (or [bold]=N[/]) relaunches under torchrun, or start it yourself with
+    [bold]torchrun --nproc-per-node 2 -m segkd train ...[/]. [bold]train.batch_size is per GPU[/] (per process):
+    the global batch is batch_size × processes.
+
     Example: [bold]segkd train --preset fastsegformer-p --data demo/oranges train.epochs=50[/]
     """
     cfg = run_config(preset, data, overrides)
+    if (code := relaunch_if_requested(cfg.train)) is not None:  # train.devices: the same command under torchrun
+        raise typer.Exit(code)
     run_command(Trainer(cfg, "train", progress=progress_enabled(), console=err), as_json)

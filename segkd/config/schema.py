@@ -73,6 +73,8 @@ class TrainConfig:
     save_period: int = 0  # also keep epochN.pt every N epochs (0 = off)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    devices: int | list[int] | str | None = None  # N processes, or CUDA indices 0,1,2,3: relaunch under torchrun
+    sync_bn: bool = False  # SyncBatchNorm across processes (CUDA); batch_size is per process either way
     tensorboard: bool = False  # log scalars when tensorboard is installed
 
 

@@ -25,7 +25,7 @@ from segkd.errors import ConfigError, WeightsError
 from segkd.models import read_checkpoint
 
 #: keys that may differ between a run and its resumption
-RESUME_OVERRIDES = ("data.root", "data.workers", "train.device", "train.tensorboard", "resume")
+RESUME_OVERRIDES = ("data.root", "data.workers", "train.device", "train.devices", "train.tensorboard", "resume")
 #: what a last.pt holds beyond the model (best.pt lacks it)
 TRAIN_STATE_KEYS = ("epoch", "optimizer", "scheduler", "scaler", "rng", "best_fitness")
 

@@ -2,13 +2,14 @@
 
 - `select_device("auto" | "cpu" | "cuda" | "cuda:N")`: auto picks CUDA when present.
 - `Precision.for_device(device, amp)`: fp16 autocast + a GradScaler on CUDA, bf16 autocast on CPU, or plain fp32.
-- `is_main_process()`: the one rank that writes run files (checkpoints, results.csv, plots). Today there is one
-  process; under `torch.distributed` only rank 0 writes.
+- `is_main_process()`: the one rank that writes run files (checkpoints, results.csv, plots): rank 0 under
+  torchrun (`segkd.engine.distributed`), else the only process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -68,8 +69,10 @@ class Precision:
 
 
 def is_main_process() -> bool:
-    """True in the process that writes run files (rank 0, or the only process)."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    """True in the process that writes run files: rank 0 (torchrun's RANK until the group exists), or the only one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def world() -> tuple[int, int]:

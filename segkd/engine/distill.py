@@ -1,4 +1,4 @@
-"""Distillation = the one Trainer + a frozen teacher + weighted KD terms on named taps (no wrappers, no 2nd loop).
+"""Distillation = the one Trainer + a frozen teacher + weighted KD terms on named taps (no 2nd loop).
 
 A preset's `distill` block names the teacher and the terms:
 
@@ -12,9 +12,10 @@ A preset's `distill` block names the teacher and the terms:
 the shape of every paired tap in one dry run of each model, and builds one adapter per pair from those shapes
 (`KDLoss.build_adapter`); nobody types a channel count. The Trainer then calls, per batch:
 
+    module = distiller.student_module(student)      # AdaptedStudent: student + adapters, what DDP wraps (once)
     x_s = distiller.student_input(images)            # the student's view (resized when the teacher's differs)
-    logits, taps = student.forward_taps(x_s)
-    terms = distiller(images, taps)                  # {"nfd": 5.0·L_nfd, "pkl": 0.5·L_pkl}, already weighted
+    logits, adapted = module(x_s)
+    terms = distiller(images, adapted)               # {"nfd": 5.0·L_nfd, "pkl": 0.5·L_pkl}, already weighted
 
 and trains `distiller.adapters` with the student (lr × distill.adapter_lr_mult). Checkpoints hold the student
 only; `distiller.adapters.state_dict()` goes into last.pt so a resumed run continues with the same adapters.
@@ -35,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from segkd.config import Config, config_to_dict, load_config, size_hw
+from segkd.engine.adapted_student import AdaptedStudent
 from segkd.engine.evaluator import evaluate_model
 from segkd.errors import ConfigError
 from segkd.losses import build_loss
@@ -221,16 +223,16 @@ class Distiller:
     def teacher_taps(self, images: Tensor) -> dict[str, Tensor]:
         return self.teacher.forward_taps(self.teacher_input(images))[1]
 
-    def __call__(self, images: Tensor, student_taps: dict[str, Tensor]) -> dict[str, Tensor]:
-        """{term name: weight · loss} for one batch; `images` as the loader gives them (train_input_size)."""
+    def student_module(self, student: nn.Module) -> AdaptedStudent:
+        """The student and these adapters as one module whose forward gives `adapted` for `__call__`."""
+        return AdaptedStudent(student, self.adapters, {t.name: [s for s, _ in t.pairs] for t in self.terms})
+
+    def __call__(self, images: Tensor, adapted: dict[str, list[Tensor]]) -> dict[str, Tensor]:
+        """{term name: weight · loss} for one batch; `images` as the loader gives them (train_input_size),
+        `adapted` the student's adapted taps (`AdaptedStudent(...).adapted`)."""
         teacher_taps = self.teacher_taps(images)
-        out = {}
-        for term in self.terms:
-            adapters = self.adapters[term.name]
-            students = [adapter(student_taps[s]) for adapter, (s, _) in zip(adapters, term.pairs)]
-            teachers = [teacher_taps[t] for _, t in term.pairs]
-            out[term.name] = term.weight * term.loss(students, teachers)
-        return out
+        return {term.name: term.weight * term.loss(adapted[term.name], [teacher_taps[t] for _, t in term.pairs])
+                for term in self.terms}
 
     def callbacks(self) -> dict[str, list[Callable[[Any], None]]]:
         """The Trainer events the distiller hangs on: the teacher's val metrics, once at the start."""

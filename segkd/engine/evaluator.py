@@ -9,6 +9,10 @@ ONE confusion matrix over the whole split against the original-resolution mask.
 - Slide: the image stays at its original resolution (normalised only); windows of the input size move with a
   stride of `slide_stride` × window, and overlapping probabilities are averaged.
 
+Under torch.distributed (every rank calls `evaluate_model`) the batches are dealt round-robin to the ranks and
+the confusion matrices all-reduced: each image meets the same batch as in one process, so the metrics equal a
+single-process evaluation exactly.
+
 `run_eval(cfg, weights, ...)` is the whole `segkd eval` job: checkpoint -> split -> metrics -> report files.
 """
 
@@ -28,7 +32,8 @@ from torch import Tensor, nn
 from segkd.config import Config, config_from_dict, config_to_dict, load_config
 from segkd.config.overrides import apply_overrides, parse_overrides
 from segkd.data.transforms import Preprocess, restore, to_batch
-from segkd.engine.device import Precision, select_device
+from segkd.engine.device import Precision, select_device, world
+from segkd.engine.distributed import all_reduce_confusion
 from segkd.engine.eval_report import write_eval_report
 from segkd.engine.loaders import open_split, resolve_classes
 from segkd.engine.metrics import ConfusionMatrix, SegMetrics
@@ -131,7 +136,8 @@ def evaluate_model(model: nn.Module, dataset: Any, data_cfg: Any, *, device: str
     """Metrics of `model` on every `(image, mask)` of `dataset`, at the original resolution.
 
     `data_cfg` is a `DataConfig` (or its dict form): input size, resize mode, mean/std, ignore index, classes.
-    The model is put in eval mode for the pass and restored to its previous mode afterwards.
+    The model is put in eval mode for the pass and restored to its previous mode afterwards. Under
+    torch.distributed every rank must call it: each runs its share of the batches, the matrix is all-reduced.
     """
     device = select_device(device) if isinstance(device, str) else device
     get = data_cfg.get if isinstance(data_cfg, dict) else lambda k: getattr(data_cfg, k)
@@ -144,7 +150,8 @@ def evaluate_model(model: nn.Module, dataset: Any, data_cfg: Any, *, device: str
     was_training = model.training
     model.eval()
     try:
-        starts = range(0, n, batch_size)
+        rank, world_size = world()
+        starts = range(0, n, batch_size)[rank::world_size]  # whole batches per rank: as in one process
         for start in track(starts, description="eval", total=len(starts), disable=not progress,
                            console=Console(stderr=True), transient=True):
             batch = [dataset[i] for i in range(start, min(start + batch_size, n))]
@@ -154,6 +161,7 @@ def evaluate_model(model: nn.Module, dataset: Any, data_cfg: Any, *, device: str
                 cm.update(probs.argmax(dim=0), mask)  # K×H×W -> H×W vs the original mask
     finally:
         model.train(was_training)
+    cm = all_reduce_confusion(cm, get("ignore_index"))
     names = class_names or list(getattr(dataset, "classes", None) or []) or list(get("classes") or [])
     return cm.compute(absent, names)
 

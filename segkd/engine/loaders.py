@@ -1,9 +1,9 @@
 """The training DataLoader: seeded order, per-sample augmentation RNG, identical with any number of workers.
 
 Determinism does not depend on worker processes or on which process runs a sample:
-- `EpochSampler` shuffles with a `torch.Generator` seeded from `seed + epoch` and yields `(epoch, index)`
-  pairs, so the epoch reaches the dataset even in persistent workers. Like `DistributedSampler` it takes
-  `rank` / `world_size`, pads or drops to an equal share, and has `set_epoch`.
+- `EpochSampler` is PyTorch's `DistributedSampler` (shuffled with a generator seeded from `seed + epoch`,
+  one equal share per rank, `set_epoch`) yielding `(epoch, index)` pairs, so the epoch reaches the dataset
+  even in persistent workers.
 - `AugmentedSamples` draws each sample's augmentation from `np.random.default_rng([seed, epoch, index])`.
 Resuming at epoch N therefore replays exactly what an uninterrupted run would have seen.
 """
@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from segkd.config import DataConfig
 from segkd.data.dataset import SegDataset, open_dataset
@@ -47,30 +47,17 @@ def resolve_classes(data_cfg: DataConfig, dataset: SegDataset, num_classes: int
     return names, palette[:num_classes]
 
 
-class EpochSampler(Sampler):
-    """Seeded per-epoch permutation of `range(n)`, sharded by rank; yields `(epoch, index)`."""
+class EpochSampler(DistributedSampler):
+    """PyTorch's `DistributedSampler` over `range(n)` (permutation seeded with seed + epoch, sharded by rank,
+    padded to equal shares) that yields `(epoch, index)`; rank and world size are given, never guessed."""
 
     def __init__(self, n: int, seed: int, *, shuffle: bool = True, rank: int = 0, world_size: int = 1,
                  drop_last: bool = False):
-        self.n, self.seed, self.shuffle = n, seed, shuffle
-        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n // self.world_size if self.drop_last else math.ceil(self.n / self.world_size)
+        super().__init__(range(n), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
-        else:
-            order = list(range(self.n))
-        total = len(self) * self.world_size
-        order = order[:total] if self.drop_last else (order * math.ceil(total / max(self.n, 1)))[:total]
-        for index in order[self.rank : total : self.world_size]:
-            yield self.epoch, index
+        return ((self.epoch, index) for index in super().__iter__())
 
 
 class AugmentedSamples(Dataset):

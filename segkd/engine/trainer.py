@@ -12,12 +12,16 @@ Distillation is this loop plus a distiller (`segkd.engine.distill.Distiller`, te
 - `distiller.train_input_size` (H, W): the size the train loader produces (the teacher's, for multi-resolution
   KD); labels come at that size and the hard-label losses upsample the student's logits to it.
 - `distiller.student_input(images)`: the student's input (resized when the sizes differ).
-- `distiller(images, student_taps) -> {term: tensor}`: already-weighted KD terms, added to the loss and logged
+- `distiller.student_module(student)`: the student and the adapters as one module whose forward gives
+  (logits, adapted taps); this is what trains, and what DDP wraps.
+- `distiller(images, adapted) -> {term: tensor}`: already-weighted KD terms, added to the loss and logged
   as results.csv columns.
 - `distiller.adapters`: trainable modules, one optimizer group at lr × distill.adapter_lr_mult, saved in last.pt.
 The distiller keeps its teacher in eval mode itself; best.pt holds the student only.
 
-Only the main process writes files (`_write_epoch`, `_prepare_run_dir`), so DDP can come later.
+Under torchrun (`segkd.engine.distributed`) every rank runs this loop on its shard of each epoch (batch size is
+per process), DDP averages the gradients, validation is sharded with one all-reduced confusion matrix, the
+loss averages are reduced, and only rank 0 writes files (`_write_epoch`, `_prepare_run_dir`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from segkd.data.transforms import Preprocess
 from segkd.engine.callbacks import add_callback, new_callbacks, run_callbacks
 from segkd.engine.checkpointing import (atomic_save, read_resume_checkpoint, run_dir_of, seed_everything,
                                        set_rng_state, training_state)
-from segkd.engine.device import Precision, is_main_process, select_device, world
+from segkd.engine.device import Precision, is_main_process, world
+from segkd.engine.distributed import (convert_sync_bn, init_distributed, reduce_mean, silence_echoed_failures,
+                                     sync_replicas, wrap_ddp)
 from segkd.engine.ema import ModelEMA
 from segkd.engine.evaluator import evaluate_model
 from segkd.engine.loaders import AugmentedSamples, build_train_loader, open_split, resolve_classes
@@ -65,7 +71,9 @@ class DistillerHooks(Protocol):
 
     def student_input(self, images: Tensor) -> Tensor: ...  # B×3×H×W -> B×3×h×w (the student's size)
 
-    def __call__(self, images: Tensor, student_taps: dict[str, Tensor]) -> dict[str, Tensor]: ...  # weighted terms
+    def student_module(self, student: nn.Module) -> nn.Module: ...  # forward: x -> (logits, adapted)
+
+    def __call__(self, images: Tensor, adapted: dict[str, list[Tensor]]) -> dict[str, Tensor]: ...  # weighted terms
 
 
 class Trainer:
@@ -122,7 +130,7 @@ class Trainer:
         resume = read_resume_checkpoint(cfg.resume) if cfg.resume else None
         if resume is not None and resume["epoch"] >= tcfg.epochs:
             raise ConfigError(f"{cfg.resume}: the run already finished its {tcfg.epochs} epochs; nothing to resume")
-        self.device = select_device(tcfg.device)
+        self.device = init_distributed(tcfg.device)  # this rank's device; the process group under torchrun
         self.precision = Precision.for_device(self.device, tcfg.amp)
         seed_everything(tcfg.seed)
 
@@ -137,6 +145,8 @@ class Trainer:
         self.model = build_model(model_cfg)
         if cfg.model.weights and resume is None:
             load_weights(self.model, cfg.model.weights)
+        if tcfg.sync_bn:
+            self.model = convert_sync_bn(self.model, self.device)
         self.model.to(self.device)
         self.losses = [
             build_loss(spec, f"loss[{i}]", defaults={"ignore_index": cfg.data.ignore_index})
@@ -176,6 +186,8 @@ class Trainer:
 
         if resume is not None:
             self._load_resume_state(resume)
+        trainable = self.distiller.student_module(self.model) if self.distiller is not None else self.model
+        self.train_module = wrap_ddp(trainable, self.device, static_graph=self.freeze_epochs == 0)
         self._prepare_run_dir(resume is not None)
 
     def _load_resume_state(self, ckpt: dict) -> None:
@@ -218,6 +230,7 @@ class Trainer:
                 self.log("[yellow]warning:[/] train.tensorboard=true but the tensorboard package is not installed")
 
     # -- the loop -------------------------------------------------------------------------------------
+    @silence_echoed_failures
     def train(self) -> dict[str, Any]:
         """Run every remaining epoch; returns the summary (best mIoU and epoch, paths)."""
         self.setup()
@@ -245,9 +258,13 @@ class Trainer:
         """One line: model, device, precision, data, batches, run folder."""
         params = sum(p.numel() for p in self.model.parameters()) / 1e6
         h, w = self.input_size
+        n = world()[1]
+        batch = f"batch {self.batch_size}" if n == 1 else (
+            f"batch {self.batch_size} per process × {n} processes = {self.batch_size * n} global "
+            f"(lr {self.cfg.train.lr:g} not scaled{', SyncBatchNorm' if self.cfg.train.sync_bn else ''})")
         return (f"{self.command} {self.cfg.model.arch} ({params:.2f}M params) on {self.device} {self.precision.name}: "
-                f"{len(self.train_set)} train / {len(self.val_set)} val images at {h}×{w}, batch {self.batch_size}, "
-                f"{len(self.train_loader)} batches/epoch -> {self.save_dir}")
+                f"{len(self.train_set)} train / {len(self.val_set)} val images at {h}×{w}, {batch}, "
+                f"{len(self.train_loader)} batches/epoch{' per process' if n > 1 else ''} -> {self.save_dir}")
 
     def _set_backbone_frozen(self, epoch: int) -> None:
         if self.freeze_epochs > 0 and hasattr(self.model, "freeze_backbone"):
@@ -282,18 +299,17 @@ class Trainer:
                 bar.update(images.shape[0], {k: v / (i + 1) for k, v in sums.items()}, self.scheduler.lr)
                 self.run_callbacks("on_train_batch_end")
         self.images_per_second = bar.images_per_second
-        return {k: v / n_batches for k, v in sums.items()}
+        return reduce_mean({k: v / n_batches for k, v in sums.items()})  # averaged over the ranks too
 
     def loss_terms(self, images: Tensor, masks: Tensor) -> dict[str, Tensor]:
         """Weighted loss terms of one batch: the hard-label losses, then (distilling) the KD terms."""
         if self.distiller is None:
-            logits = self.model(images)  # B×K×H×W
-            taps = None
+            logits = self.train_module(images)  # B×K×H×W
         else:
-            logits, taps = self.model.forward_taps(self.distiller.student_input(images))
+            logits, adapted = self.train_module(self.distiller.student_input(images))
         terms = {name: weight * loss(logits, masks) for name, weight, loss in self.losses}
         if self.distiller is not None:
-            terms.update(self.distiller(images, taps))
+            terms.update(self.distiller(images, adapted))
         return terms
 
     def _finite_values(self, terms: dict[str, Tensor], total: Tensor, epoch: int, i: int) -> dict[str, float]:
@@ -328,7 +344,9 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def validate(self) -> SegMetrics:
+        """Metrics of `eval_model` on the val split (sharded across ranks: rank 0's weights, one matrix)."""
         cfg = self.cfg
+        sync_replicas(self.eval_model)
         return evaluate_model(
             self.eval_model, self.val_set, cfg.data, device=self.device, batch_size=self.batch_size,
             absent=cfg.eval.absent, progress=self.progress and self.main, amp=cfg.train.amp,

@@ -165,10 +165,11 @@ def test_terms_are_weighted_and_finite(kd_setup):
     images = torch.randn(2, 3, 64, 64)
     x_s = d.student_input(images)
     assert x_s.shape == (2, 3, 32, 32)
-    _, taps = student.forward_taps(x_s)
-    terms = d(images, taps)
+    out = d.student_module(student)(x_s)
+    assert out.adapted["nfd"][1].shape == (2, 24, 8, 8)  # stage1 8ch adapted to the teacher's stage2 width
+    terms = d(images, out.adapted)
     assert set(terms) == {"nfd", "pkl"}
-    raw_pkl = d.terms[1].loss(taps["logits"], d.teacher_taps(images)["logits"])
+    raw_pkl = d.terms[1].loss(student.forward_taps(x_s)[1]["logits"], d.teacher_taps(images)["logits"])
     assert terms["pkl"].item() == pytest.approx(0.5 * raw_pkl.item(), rel=1e-5)
     terms["nfd"].backward()
     assert d.adapters["nfd"][0].weight.grad is not None
@@ -290,8 +291,8 @@ def test_segformer_teacher_for_another_family(tmp_path, voc_root):
     assert isinstance(fef, FeatureEnhancement) and fef.expand[0].out_channels == 64  # B0 stage2 width
     assert isinstance(d.adapters["sekd_texture"][0], nn.Conv2d)
     images = torch.randn(2, 3, 64, 64)
-    _, taps = create_model("kd_tiny_student", num_classes=3).forward_taps(d.student_input(images))
-    terms = d(images, taps)
+    out = d.student_module(create_model("kd_tiny_student", num_classes=3))(d.student_input(images))
+    terms = d(images, out.adapted)
     assert set(terms) == {"sekd_context", "sekd_texture", "cwd", "at"}
     sum(terms.values()).backward()
     assert all(torch.isfinite(t) for t in terms.values())
@@ -312,8 +313,29 @@ def test_segformer_teacher_for_fastsegformer_student(tmp_path, voc_root):
     assert channels == [(64, 32), (512, 256), (512, 256), (512, 256), (32, 32)]
     student = create_model("fastsegformer_p", num_classes=3)
     images = torch.randn(2, 3, 64, 64)
-    _, taps = student.forward_taps(d.student_input(images))  # logits 64×64; teacher's 16×16 resized up
-    terms = d(images, taps)
-    sum(terms.values()).backward()
+    module = d.student_module(student)
+    out = module(d.student_input(images))  # logits 64×64; teacher's 16×16 resized up
+    terms = d(images, out.adapted)
+    (sum(terms.values()) + out.logits.mean()).backward()
     assert student.backbone.parameters().__next__().grad is not None
     assert all(torch.isfinite(t) for t in terms.values())
+    # what DDP needs: every parameter the outputs depend on gets a gradient from the losses (the stage3 norm,
+    # behind a tap no term reads, must not be reachable from the outputs)
+    with_grad = {id(p) for p in module.parameters() if p.grad is not None}
+    assert reachable_parameters([out.logits, *[t for ts in out.adapted.values() for t in ts]]) == with_grad
+    assert student.backbone.out_norms[2].weight.grad is None
+
+
+def reachable_parameters(outputs: list[torch.Tensor]) -> set[int]:
+    """ids of the leaf tensors (parameters) that the autograd graph of `outputs` reaches."""
+    found, seen = set(), set()
+    stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
+    while stack:
+        fn = stack.pop()
+        if fn in seen:
+            continue
+        seen.add(fn)
+        if hasattr(fn, "variable"):
+            found.add(id(fn.variable))
+        stack.extend(f for f, _ in fn.next_functions if f is not None)
+    return found

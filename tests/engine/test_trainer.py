@@ -18,6 +18,7 @@ from rich.console import Console
 from torch import nn
 
 from segkd.config import load_config
+from segkd.engine.adapted_student import AdaptedStudent
 from segkd.engine.callbacks import EVENTS
 from segkd.engine.checkpointing import resume_config
 from segkd.engine.evaluator import evaluate_model
@@ -203,7 +204,7 @@ class FakeDistiller:
     """The Distiller contract in miniature: one adapter, one weighted term, loader size = student size."""
 
     def __init__(self):
-        self.adapters = nn.ModuleDict({"fake_kd": nn.Conv2d(8, 4, 1)})
+        self.adapters = nn.ModuleDict({"fake_kd": nn.ModuleList([nn.Conv2d(8, 4, 1)])})
         self.train_input_size = (32, 32)
         self.inputs = []
 
@@ -215,13 +216,16 @@ class FakeDistiller:
         self.inputs.append(tuple(images.shape))
         return images
 
-    def __call__(self, images, student_taps):
-        return {"fake_kd": 0.1 * self.adapters["fake_kd"](student_taps["stage1"]).pow(2).mean()}
+    def student_module(self, student):
+        return AdaptedStudent(student, self.adapters, {"fake_kd": ["stage1"]})
+
+    def __call__(self, images, adapted):
+        return {"fake_kd": 0.1 * adapted["fake_kd"][0].pow(2).mean()}
 
 
 def test_distiller_terms_adapters_and_kd_batch_size(tmp_path, voc_root):
     distiller = FakeDistiller()
-    before = distiller.adapters["fake_kd"].weight.clone()
+    before = distiller.adapters["fake_kd"][0].weight.clone()
     cfg = make_cfg(tmp_path, voc_root, distill={"batch_size": 4, "terms": [{"loss": "fake"}]})
     summary = Trainer(cfg, "distill", distiller).train()
     run_dir = Path(summary["save_dir"])
@@ -230,7 +234,7 @@ def test_distiller_terms_adapters_and_kd_batch_size(tmp_path, voc_root):
     assert list(read_csv(run_dir / "results.csv")[0])[:5] == ["epoch", "lr", "train/ce", "train/fake_kd",
                                                                "train/loss"]
     last = torch.load(run_dir / "weights" / "last.pt", weights_only=True)
-    assert not torch.equal(last["distiller"]["fake_kd.weight"], before)  # the adapter trained
+    assert not torch.equal(last["distiller"]["fake_kd.0.weight"], before)  # the adapter trained
     assert [g["name"] for g in last["optimizer"]["param_groups"]] == ["backbone", "head", "adapters"]
     assert "distiller" not in read_checkpoint(run_dir / "weights" / "best.pt")
 
