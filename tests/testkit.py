@@ -28,3 +28,30 @@ def load_test_module(name: str, relpath: str) -> ModuleType:
 def flat(result) -> str:
     """A CLI result's output with the console's line wrapping undone."""
     return " ".join(result.output.split())
+
+
+def tmpfs_run(folder: Path, argv: list[str], size: str = "256k", read_only: bool = False, env: dict | None = None):
+    """Run `argv` with a fresh tmpfs of `size` mounted on `folder` (read-only when asked), in a private user +
+    mount namespace (`unshare -rm`), so a test can fill a disk or make a folder read-only even as root.
+
+    Returns the CompletedProcess; skips the test when this machine cannot create such a namespace.
+    """
+    import os
+    import shlex
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a private tmpfs")
+    folder.mkdir(parents=True, exist_ok=True)
+    mount = f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(folder))}"
+    if read_only:
+        mount += f" && mount -o remount,ro {shlex.quote(str(folder))}"
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", mount], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a private tmpfs here ({probe.stderr.strip()[:100]})")
+    script = f"{mount} && exec {' '.join(shlex.quote(a) for a in argv)}"
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
