@@ -29,6 +29,12 @@ class JobFailed(SegkdError):
     exit_code = 1
 
 
+class Interrupted(SegkdError):
+    """The user pressed Ctrl-C; the message says what was saved and how to resume."""
+
+    exit_code = 130
+
+
 class NotImplementedYet(SegkdError):
     """A command that a later release fills."""
 

@@ -10,6 +10,7 @@ Resuming at epoch N therefore replays exactly what an uninterrupted run would ha
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable, Iterator
 
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from segkd.config import DataConfig
 from segkd.data.dataset import SegDataset, open_dataset
 from segkd.data.palette import default_palette
-from segkd.errors import ConfigError
+from segkd.errors import ConfigError, SegkdError
 
 # (image H×W×3 uint8, mask H×W uint8, rng) -> (image, mask) at the train input size
 TrainTransformFn = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
@@ -55,6 +56,7 @@ class EpochSampler(Sampler):
         self.n, self.seed, self.shuffle = n, seed, shuffle
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.epoch = 0
+        self.skip = 0  # indices of this rank's share to leave out once (a run resumed mid-epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -69,8 +71,24 @@ class EpochSampler(Sampler):
             order = list(range(self.n))
         total = len(self) * self.world_size
         order = order[:total] if self.drop_last else (order * math.ceil(total / max(self.n, 1)))[:total]
-        for index in order[self.rank : total : self.world_size]:
+        skip, self.skip = self.skip, 0
+        for index in order[self.rank : total : self.world_size][skip:]:
             yield self.epoch, index
+
+
+@contextlib.contextmanager
+def worker_errors() -> Iterator[None]:
+    """Re-raise a segkd error from a DataLoader worker as the original one-line error, not torch's
+    "Caught DataError in DataLoader worker process 0 ... Original Traceback" wrapper."""
+    try:
+        yield
+    except SegkdError as e:
+        text = str(e)
+        if "Original Traceback" not in text:
+            raise
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        prefix = f"{type(e).__module__}.{type(e).__qualname__}: "
+        raise type(e)(last[len(prefix):] if last.startswith(prefix) else last) from None
 
 
 class AugmentedSamples(Dataset):

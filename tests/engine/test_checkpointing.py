@@ -24,7 +24,7 @@ def test_atomic_save_replaces_and_leaves_no_temp_file(tmp_path):
     atomic_save({"a": torch.ones(2)}, path)
     atomic_save({"a": torch.zeros(2)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(2))
-    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [".segkd-outputs", "last.pt"]  # manifest, no temp
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path):
@@ -33,7 +33,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path):
     with pytest.raises(Exception):
         atomic_save({"epoch": 2, "bad": lambda: None}, path)  # not picklable: fails mid-write
     assert torch.load(path, weights_only=True) == {"epoch": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".segkd-outputs", "last.pt"]
 
 
 def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
@@ -70,8 +70,9 @@ def test_last_pt_loads_weights_only_and_resumes_its_config(tmp_path, tiny_preset
 
 def test_resume_refuses_keys_that_change_the_run(tmp_path, tiny_preset):
     path = _last_pt(tmp_path / "last.pt", tiny_preset)
-    with pytest.raises(ConfigError, match=r"'train.lr' cannot change when resuming"):
-        resume_config(path, {"train.lr": 0.1})
+    with pytest.raises(ConfigError, match=r"'train.epochs' cannot change when resuming"):
+        resume_config(path, {"train.epochs": 7})
+    assert resume_config(path, {"train.lr": 0.1}).train.lr == 0.1  # the NaN message's advice can be followed
 
 
 def test_best_pt_is_not_resumable(tmp_path, tiny_preset):

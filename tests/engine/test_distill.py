@@ -7,6 +7,7 @@ logits at the input size). tests/commands/test_distill.py imports this file by p
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from pathlib import Path
 
@@ -317,3 +318,25 @@ def test_segformer_teacher_for_fastsegformer_student(tmp_path, voc_root):
     sum(terms.values()).backward()
     assert student.backbone.parameters().__next__().grad is not None
     assert all(torch.isfinite(t) for t in terms.values())
+
+
+def test_two_seeded_distill_runs_give_bitwise_equal_last_pt(kd_setup):
+    """Adapters (NFD), teacher and student are built after seeding: the global RNG state before does not matter."""
+    cfg, _ = kd_setup
+    lasts = []
+    torch.use_deterministic_algorithms(True)
+    try:
+        for name, noise in (("a", 123), ("b", 456)):
+            torch.manual_seed(noise)  # a different global RNG state before each run
+            run_cfg = dataclasses.replace(cfg, name=name)
+            summary = Trainer(run_cfg, "distill", Distiller.from_config(run_cfg)).train()
+            lasts.append(torch.load(summary["last"], weights_only=True))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    a, b = lasts
+    for key in ("model", "distiller"):
+        assert a[key].keys() == b[key].keys()
+        for name, value in a[key].items():
+            assert torch.equal(value, b[key][name]), f"{key}.{name}"
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
