@@ -130,6 +130,8 @@ class Trainer:
         resume = read_resume_checkpoint(cfg.resume) if cfg.resume else None
         if resume is not None and resume["epoch"] >= tcfg.epochs:
             raise ConfigError(f"{cfg.resume}: the run already finished its {tcfg.epochs} epochs; nothing to resume")
+        if resume is None and self.main:
+            self._guard_run_dir()  # before any work: the data scan's cache is the first write
         self.device = select_device(tcfg.device)
         self.precision = Precision.for_device(self.device, tcfg.amp)
         seed_everything(tcfg.seed)
@@ -221,16 +223,22 @@ class Trainer:
         teacher = cfg.distill.teacher.weights if self.distilling and cfg.distill is not None else None
         return [cfg.data.root, cfg.model.weights, cfg.model.backbone_weights, teacher]
 
+    @property
+    def _run_name(self) -> str:
+        return self.cfg.name or self.cfg.preset or self.command
+
+    def _guard_run_dir(self) -> None:
+        """The output guard on the run folder this run will make (refusals happen before any work)."""
+        cfg = self.cfg
+        planned = make_run_dir(cfg.project, self.command, self._run_name, cfg.exist_ok, create=False)
+        guard_outputs(self.run_outputs(planned), self.run_inputs(), force=cfg.exist_ok, force_hint="exist_ok=true")
+
     def _prepare_run_dir(self, resuming: bool) -> None:
         cfg = self.cfg
         if resuming:
             self.save_dir = run_dir_of(cfg.resume)
         elif self.main:
-            name = cfg.name or cfg.preset or self.command
-            planned = make_run_dir(cfg.project, self.command, name, cfg.exist_ok, create=False)
-            guard_outputs(self.run_outputs(planned), self.run_inputs(), force=cfg.exist_ok,
-                          force_hint="exist_ok=true")
-            self.save_dir = make_run_dir(cfg.project, self.command, name, cfg.exist_ok)
+            self.save_dir = make_run_dir(cfg.project, self.command, self._run_name, cfg.exist_ok)
         if self.save_dir is None:
             return
         self.weights_dir = self.save_dir / "weights"
