@@ -92,18 +92,28 @@ def image_header(path: Path) -> tuple[int, int]:
     return h, w
 
 
-def cache_key(dataset: SegDataset) -> str:
-    """sha1 of the check settings and every file's (name, size, mtime): the scan result's cache key."""
-    digest = hashlib.sha1(json.dumps([CACHE_VERSION, dataset.format, dataset.num_classes,
-                                      dataset.ignore_index]).encode())
-    for sample in dataset.samples:
-        for path in (sample.image, sample.mask):
-            try:
-                st = os.stat(path) if path is not None else None
-            except OSError:
-                st = None
-            digest.update(f"{path}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}\n".encode())
-    return digest.hexdigest()
+def cache_key(dataset: SegDataset, workers: int = 1) -> str:
+    """sha1 of the check settings and every file's (path, size, mtime): the scan result's cache key.
+    The stat() calls run in `workers` threads (they release the GIL), in chunks."""
+    paths = [str(p) if p is not None else "" for s in dataset.samples for p in (s.image, s.mask)]
+    step = max(1, -(-len(paths) // workers))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        stats = [st for part in pool.map(_stat_all, [paths[i : i + step] for i in range(0, len(paths), step)])
+                 for st in part]
+    settings = json.dumps([CACHE_VERSION, dataset.format, dataset.num_classes, dataset.ignore_index])
+    text = "\n".join(f"{p}\0{size}\0{mtime}" for p, (size, mtime) in zip(paths, stats))
+    return hashlib.sha1((settings + "\n" + text).encode()).hexdigest()
+
+
+def _stat_all(paths: list[str]) -> list[tuple[int, int]]:
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out.append((st.st_size, st.st_mtime_ns))
+        except (OSError, ValueError):
+            out.append((-1, -1))
+    return out
 
 
 def cache_path(dataset: SegDataset) -> Path:
@@ -121,12 +131,12 @@ def scan_split(dataset: SegDataset, workers: int | None = None, use_cache: bool 
     for stem, n in Counter(s.stem for s in dataset.samples).items():
         if n > 1:
             result.list_problems.append(f"{source}: '{stem}' is listed {n} times")
-    result.key = cache_key(dataset) if use_cache else ""
+    workers = workers or min(8, os.cpu_count() or 1)
+    result.key = cache_key(dataset, workers) if use_cache else ""
     cached = _read_cache(cache_path(dataset), result.key) if use_cache else None
     if cached is not None:
         result.problems, result.cached = cached, True
     else:
-        workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             found = pool.map(lambda s: check_pair(dataset, s), dataset.samples, chunksize=16)
             result.problems = {i: p for i, p in enumerate(found) if p is not None}
