@@ -172,3 +172,22 @@ def test_weights_that_blow_up_on_an_epochs_last_step_are_never_saved(tmp_path, v
         trainer.train()
     weights = trainer.weights_dir
     assert digest(weights / "best.pt") == kept["best"] and digest(weights / "last.pt") == kept["last"]
+
+
+def test_resume_with_a_lower_lr_is_allowed_with_a_note(tmp_path, voc_root):
+    import io
+
+    from rich.console import Console
+
+    preset = write_preset(tmp_path / "tiny.yaml", train={"epochs": 2})
+    cfg = load_config(str(preset), [f"data.root={voc_root}", f"project={tmp_path / 'runs'}", "name=lr",
+                                    "train.epochs=2"])
+    trainer = Trainer(cfg)
+    trainer.add_callback("on_fit_epoch_end", lambda t: t.stop.requested or setattr(t.stop, "requested", True))
+    with pytest.raises(Exception, match="interrupted after epoch 1"):
+        trainer.train()
+    console = Console(file=io.StringIO(), width=300)
+    resumed = Trainer(resume_config(trainer.weights_dir / "last.pt", {"train.lr": 0.003}), console=console)
+    resumed.train()
+    assert "note: train.lr changes from 0.03 to 0.003 on resume" in console.file.getvalue()
+    assert torch.load(trainer.weights_dir / "last.pt", weights_only=True)["config"]["train"]["lr"] == 0.003
