@@ -127,8 +127,6 @@ def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
         os.replace(tmp, path)
     except SegkdError:
         raise
-    except (KeyboardInterrupt, SystemExit):
-        raise
     except Exception as e:  # noqa: BLE001  (disk full, read-only, a library's write failure: name the path)
         if not _is_write_failure(e, path, tmp):
             raise

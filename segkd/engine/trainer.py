@@ -129,7 +129,11 @@ class Trainer:
         cfg, tcfg = self.cfg, self.cfg.train
         resume = read_resume_checkpoint(cfg.resume) if cfg.resume else None
         if resume is not None and resume["epoch"] >= tcfg.epochs:
-            raise ConfigError(f"{cfg.resume}: the run already finished its {tcfg.epochs} epochs; nothing to resume")
+            weights = Path(cfg.resume).parent
+            remove_stale_temps(weights)
+            rebuilt = " (best.pt rebuilt from it: the run stopped before writing it)" if repair_best(weights) else ""
+            raise ConfigError(f"{cfg.resume}: the run already finished its {tcfg.epochs} epochs; nothing to "
+                              f"resume{rebuilt}")
         if resume is None and self.main:
             self._guard_run_dir()  # before any work: the data scan's cache is the first write
         self.device = select_device(tcfg.device)
@@ -141,9 +145,6 @@ class Trainer:
             {"train": open_split(cfg.data, cfg.data.train_split, k), "val": open_split(cfg.data, cfg.data.val_split, k)},
             skip_bad=cfg.data.skip_bad, log=lambda msg: self.log(f"[yellow]warning:[/] {msg}")).values()
         cfg.data.classes, cfg.data.palette = resolve_classes(cfg.data, self.train_set, k)
-        self.divergence = DivergenceGuard(tcfg.nan_patience, lambda msg: self.log(f"[yellow]warning:[/] {msg}"),
-                                          advice="lower train.lr (resume=<run>/weights/last.pt train.lr=X), "
-                                                 "set train.clip_grad, or check the labels")
 
         model_cfg = config_to_dict(cfg)["model"]
         if cfg.model.backbone_weights and resume is None:
@@ -191,7 +192,9 @@ class Trainer:
         if resume is not None:
             self._load_resume_state(resume)
         self._prepare_run_dir(resume is not None)
-        self.divergence.advice = self.divergence.advice.replace("<run>", str(self.save_dir))
+        self.divergence = DivergenceGuard(tcfg.nan_patience, lambda msg: self.log(f"[yellow]warning:[/] {msg}"),
+                                          advice=f"lower train.lr (resume={self.save_dir}/weights/last.pt "
+                                                 "train.lr=X), set train.clip_grad, or check the labels")
 
     def _load_resume_state(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt.get("train_model", ckpt["model"]))

@@ -10,6 +10,7 @@ from segkd.config import config_to_dict, load_config
 from segkd.engine.checkpointing import (
     atomic_save,
     read_resume_checkpoint,
+    repair_best,
     resume_config,
     rng_state,
     run_dir_of,
@@ -81,3 +82,18 @@ def test_best_pt_is_not_resumable(tmp_path, tiny_preset):
     atomic_save(checkpoint_payload(create_model("tiny_seg", num_classes=3), config_to_dict(cfg)), path)
     with pytest.raises(WeightsError, match=r"best.pt: no training state .*weights/last.pt"):
         read_resume_checkpoint(path)
+
+
+def test_repair_best_rebuilds_a_best_pt_that_a_crash_left_out(tmp_path):
+    weights = tmp_path / "weights"
+    model = {"w": torch.ones(2)}
+    last = {"format": "segkd", "model": model, "epoch": 3, "best_epoch": 3, "best_fitness": 0.5, "optimizer": {}}
+    atomic_save(last, weights / "last.pt")
+    atomic_save({"format": "segkd", "model": {"w": torch.zeros(2)}, "epoch": 2}, weights / "best.pt")  # older
+    assert repair_best(weights) == weights / "best.pt"
+    best = torch.load(weights / "best.pt", weights_only=True)
+    assert best["epoch"] == 3 and torch.equal(best["model"]["w"], model["w"]) and "optimizer" not in best
+    assert repair_best(weights) is None  # consistent now
+    atomic_save({**last, "epoch_step": 2}, weights / "last.pt")  # a mid-epoch (Ctrl-C) save: nothing to repair
+    (weights / "best.pt").unlink()
+    assert repair_best(weights) is None
