@@ -32,7 +32,7 @@ from segkd.deploy.predictor import Predictor
 from segkd.deploy.sources import collect_sources
 from segkd.deploy.visualize import draw_fps, render, save_labels, save_rgb
 from segkd.errors import DataError
-from segkd.outputs import atomic_path, atomic_write, guard_outputs
+from segkd.outputs import atomic_path, atomic_write, disk_error, guard_outputs
 
 Warn = Callable[[str], None]
 
@@ -178,12 +178,22 @@ def _predict_video(predictor: Predictor, path: Path, out_dir: Path, opts: Predic
                     writer.release()
             if frames == 0:
                 raise _NoFrames
+            if _frame_count(tmp) != frames:  # cv2.VideoWriter fails silently (a full disk): never keep a short file
+                raise disk_error(output, RuntimeError(f"the video writer stopped before frame {frames}"))
     except _NoFrames:
         _fail(report, warn, str(path), "no decodable frames")
         return
     finally:
         cap.release()
     report.videos.append(VideoResult(path, output, frames, fps))
+
+
+def _frame_count(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
 
 
 class _NoFrames(Exception):
