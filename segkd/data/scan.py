@@ -175,8 +175,9 @@ def scan_splits(datasets: dict[str, SegDataset], skip_bad: bool = False, log: Ca
             seen = {s.stem for s in scans[earlier].dataset.samples}
             for j, s in enumerate(scans[later].dataset.samples):
                 if s.stem in seen and j not in scans[later].problems:
+                    other = scans[earlier]
                     scans[later].problems[j] = (f"{split_source(scans[later].dataset)}: '{s.stem}' is also in "
-                                                f"split '{scans[earlier].split}' ({split_source(scans[earlier].dataset)})")
+                                                f"split '{other.split}' ({split_source(other.dataset)})")
     fatal = [p for scan in scans.values() for p in scan.list_problems if not skip_bad or "has no images" in p]
     pairs = [p for scan in scans.values() for _, p in sorted(scan.problems.items())]
     if skip_bad and not fatal:

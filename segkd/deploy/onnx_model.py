@@ -60,7 +60,7 @@ class OnnxModel:
                                                 providers=providers_for(device))
         except Exception as e:  # noqa: BLE001  (corrupt file, unsupported op: name the file)
             raise WeightsError(f"{self.path}: not a loadable ONNX model ({first_line(e)})") from None
-        inp, outp = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if "float16" in inp.type else np.float32
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None

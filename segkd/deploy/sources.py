@@ -23,7 +23,7 @@ class Sources:
     videos: list[Path] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)  # (SOURCE, reason)
     skipped: int = 0  # files in folders / matches that are neither images nor videos
-    read: list[Path] = field(default_factory=list)  # what is read: given files, listed folders (the output guard's inputs)
+    read: list[Path] = field(default_factory=list)  # given files and listed folders: the output guard's inputs
 
     @property
     def count(self) -> int:

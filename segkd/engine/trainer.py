@@ -141,9 +141,10 @@ class Trainer:
         seed_everything(tcfg.seed)
 
         k = cfg.model.num_classes
+        splits = {"train": open_split(cfg.data, cfg.data.train_split, k),
+                  "val": open_split(cfg.data, cfg.data.val_split, k)}  # scanned before any step, all problems at once
         self.train_set, self.val_set = scan_splits(
-            {"train": open_split(cfg.data, cfg.data.train_split, k), "val": open_split(cfg.data, cfg.data.val_split, k)},
-            skip_bad=cfg.data.skip_bad, log=lambda msg: self.log(f"[yellow]warning:[/] {msg}")).values()
+            splits, skip_bad=cfg.data.skip_bad, log=lambda msg: self.log(f"[yellow]warning:[/] {msg}")).values()
         cfg.data.classes, cfg.data.palette = resolve_classes(cfg.data, self.train_set, k)
 
         model_cfg = config_to_dict(cfg)["model"]
