@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 from typing import Callable, Iterator
 
 import numpy as np
@@ -127,4 +128,11 @@ def build_train_loader(samples: AugmentedSamples, *, batch_size: int, workers: i
         pin_memory=pin_memory,
         drop_last=drop_last,
         generator=torch.Generator().manual_seed(seed),  # worker seeds never touch the global torch RNG
+        worker_init_fn=ignore_sigint if workers > 0 else None,
     )
+
+
+def ignore_sigint(worker_id: int) -> None:
+    """In DataLoader workers: a terminal's Ctrl-C reaches the whole process group, and the main process alone
+    handles it (saves at the step boundary); a worker that died of it would turn that into a crash."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -51,7 +51,8 @@ from segkd.cli import app
 app(sys.argv[1:], prog_name="segkd")
 """
 
-# Sends itself SIGINT (a Ctrl-C) after batch AT (counted over the run), and with SECOND a second one right after.
+# A terminal's Ctrl-C: SIGINT to the whole process group (DataLoader workers included) after batch AT (counted
+# over the run), and with SECOND a second one right after.
 CTRL_C = """
 import importlib.util, os, signal, sys
 spec = importlib.util.spec_from_file_location("engine_conftest", {conftest!r})
@@ -64,9 +65,9 @@ def init_with_ctrl_c(self, *args, **kwargs):
     def press(t):
         seen.append(1)
         if len(seen) == {at}:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.killpg(0, signal.SIGINT)
             if {second}:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.killpg(0, signal.SIGINT)
     self.add_callback("on_train_batch_end", press)
 engine.Trainer.__init__ = init_with_ctrl_c
 from segkd.cli import app
@@ -78,7 +79,7 @@ def run_script(tmp_path, template, args, **fmt):
     script = tmp_path / "script.py"
     script.write_text(template.format(conftest=str(HERE / "conftest.py"), **fmt))
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
 
 
 def assert_consistent(summary: dict) -> None:
