@@ -34,6 +34,12 @@ class PeerFailed(JobFailed):
     command boundary exits without a second message."""
 
 
+class Interrupted(SegkdError):
+    """The user pressed Ctrl-C; the message says what was saved and how to resume."""
+
+    exit_code = 130
+
+
 class NotImplementedYet(SegkdError):
     """A command that a later release fills."""
 

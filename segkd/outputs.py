@@ -127,8 +127,6 @@ def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
         os.replace(tmp, path)
     except SegkdError:
         raise
-    except (KeyboardInterrupt, SystemExit):
-        raise
     except Exception as e:  # noqa: BLE001  (disk full, read-only, a library's write failure: name the path)
         if not _is_write_failure(e, path, tmp):
             raise
@@ -269,12 +267,23 @@ def _problem(out: Path, ins: list[Path], force: bool, force_hint: str, backed_up
         return f"{out}: cannot write ({blocker} is a file in the way of a folder)"
     if out.is_dir():
         return f"{out}: cannot write (a folder is in the way)"
+    folder = next(p for p in [out.parent, *out.parent.parents] if p.exists())
+    if not os.access(folder, os.W_OK):
+        return f"{out}: cannot write ({folder}: {_unwritable_cause(folder)})"
     if out.exists():
         if not is_segkd_output(out) and not (backed_up and force):
             return f"{out}: exists and was not written by segkd; refusing to overwrite it (choose another output)"
         if not force:
             return f"{out}: exists (a segkd output); pass {force_hint} to replace it"
     return ""
+
+
+def _unwritable_cause(folder: Path) -> str:
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return CAUSES[errno.EROFS] if read_only else CAUSES[errno.EACCES]
 
 
 def copy_aside(path: Path) -> Path:

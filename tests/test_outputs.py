@@ -109,6 +109,13 @@ try:
     if how == "torch":
         with atomic_path(folder + "/big.pt") as tmp:
             torch.save({"w": torch.ones(1 << 20)}, tmp)
+    elif how == "checkpoint":  # the trainer's last.pt: a small good one first, then one that does not fit
+        from segkd.engine.checkpointing import atomic_save
+        atomic_save({"epoch": 1}, folder + "/big.pt")
+        try:
+            atomic_save({"epoch": 2, "w": torch.ones(1 << 20)}, folder + "/big.pt")
+        finally:
+            assert torch.load(folder + "/big.pt", weights_only=True) == {"epoch": 1}  # the last good one
     else:
         with atomic_write(folder + "/big.bin") as f:
             f.write(b"0" * (1 << 20))
@@ -118,7 +125,7 @@ except SegkdError as e:
 """
 
 
-@pytest.mark.parametrize("how", ["torch", "file"])
+@pytest.mark.parametrize("how", ["torch", "checkpoint", "file"])
 def test_a_full_disk_is_one_line_naming_the_path_and_leaves_nothing(tmp_path, how):
     disk = tmp_path / "disk"
     proc = tmpfs_run(disk, [sys.executable, "-c", WRITER, str(disk), how], size="256k",

@@ -12,6 +12,7 @@ from segkd.deploy.artifacts import ExportReport, ExportRequest, export_artifacts
 from segkd.deploy.loading import load_model
 from segkd.deploy.predictor import pick_device
 from segkd.errors import ConfigError, JobFailed
+from segkd.outputs import guard_outputs
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -47,6 +48,8 @@ def main(
     opset: int = typer.Option(17, "--opset", min=11, help="ONNX opset."),
     argmax: bool = typer.Option(False, "--argmax", help="Output `labels` (B×H×W) instead of `logits`."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda: --fp16 is traced in half on CUDA."),
+    force: bool = typer.Option(False, "--force", help="Replace .onnx files a previous segkd export wrote (never "
+                               "other files)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of lines."),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " (with --preset)"),
 ) -> None:
@@ -59,8 +62,8 @@ def main(
     """
     loaded = load_model(weights, preset, overrides or None)
     target = out_path or Path(weights).with_suffix(".onnx")
-    if target.resolve() == Path(weights).resolve():
-        raise ConfigError(f"--out {target}: would overwrite the weights file")
+    guard_outputs(export_outputs(target, fp16, int8), [weights, calib, preset if preset and Path(preset).is_file()
+                                                       else None], force=force)
     request = ExportRequest(target, parse_size(imgsz), dynamic, fp16, int8, calib, simplify, opset, argmax,
                             str(pick_device(device)), int8_ops=int8_ops)
     params = sum(p.numel() for p in loaded.model.parameters())
@@ -74,6 +77,12 @@ def main(
     if report.failures:
         kept = ", ".join(str(a.path) for a in report.artifacts if not a.ok)
         raise JobFailed(f"export did not verify ({report.failures[0]}); kept as {kept}")
+
+
+def export_outputs(target: Path, fp16: bool, int8: bool) -> list[Path]:
+    """Every file an export may write: the fp32 file, the fp16/int8 ones asked for, and their `.unverified` names."""
+    files = [target] + [target.with_name(f"{target.stem}.{p}.onnx") for p, on in (("fp16", fp16), ("int8", int8)) if on]
+    return files + [f.with_name(f.name + ".unverified") for f in files]
 
 
 def print_report(report: ExportReport) -> None:

@@ -25,12 +25,19 @@ def main(
     count: bool = typer.Option(False, "--count", help="Print pixel counts and ratios per class; write counts.csv."),
     batch: int = typer.Option(1, "--batch", min=1, help="Images (or video frames) per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (ONNX: CUDA EP when installed)."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Input mean (0..1 pixels) of an ONNX file segkd did not "
+                                       "export, e.g. 0.485,0.456,0.406 (default: ImageNet, with a warning)."),
+    std: Optional[str] = typer.Option(None, "--std", help="Input std of an ONNX file segkd did not export."),
+    force: bool = typer.Option(False, "--force", help="Replace files a previous segkd predict wrote in --out "
+                               "(never other files)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
 ) -> None:
     """Segment images, folders, globs and videos; write label PNGs and pictures (exit 1 if an input failed).
 
     Writes labels/<name>.png (class indices, palette PNG), <mix>/<name>.jpg and <video>_<mix>.mp4.
     Unreadable inputs are warned about and skipped: exit code 1 when any input failed, 2 when none was readable.
+    --out must lie outside every source folder; files there that segkd did not write are never replaced.
+    An ONNX file without segkd metadata runs when it maps one image tensor to per-pixel scores or labels.
 
     Example: [bold]segkd predict --weights runs/train/fastsegformer-p/weights/best.pt photos/ clip.mp4 --count[/]
     """
@@ -38,13 +45,18 @@ def main(
         raise ConfigError(f"--mix {mix}: choose from {', '.join(MIXES)}")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"--alpha {alpha}: must lie in [0, 1]")
-    predictor = Predictor.load(weights, device)
-    folder = Path(out_dir) if out_dir else make_run_dir("runs", "predict", predictor.name)
-    folder.mkdir(parents=True, exist_ok=True)
+    predictor = Predictor.load(weights, device, norm=(parse_floats("--mean", mean), parse_floats("--std", std)))
+    if predictor.foreign and (mean is None or std is None):
+        err.print(f"[yellow]warning:[/] {weights} has no segkd metadata: ImageNet mean/std assumed for what --mean/"
+                  "--std do not give, class names class0..", soft_wrap=True)
+    elif not predictor.foreign and (mean or std):
+        err.print("[yellow]warning:[/] --mean/--std ignored: the model carries its own normalisation", soft_wrap=True)
+    folder = Path(out_dir) if out_dir else make_run_dir("runs", "predict", predictor.name, create=False)
     err.print(f"predict: {weights} via {predictor.backend} on {predictor.device}, input "
               f"{'×'.join(map(str, predictor.meta.input_size))} ({predictor.meta.resize})")
     report = predict_sources(predictor, sources, folder, PredictOptions(mix, alpha, batch, count),
-                             warn=lambda msg: err.print(f"[yellow]warning:[/] {msg}"), progress=progress_enabled())
+                             warn=lambda msg: err.print(f"[yellow]warning:[/] {msg}"), progress=progress_enabled(),
+                             force=force, inputs=[weights])
     if as_json:
         print_json(report_json(report, predictor.classes))
     elif count and report.images:
@@ -59,6 +71,19 @@ def main(
     if report.failed:
         raise JobFailed(f"{len(report.failed)} of {len(report.failed) + report.done} inputs failed "
                         f"(first: {report.failed[0][0]})")
+
+
+def parse_floats(option: str, text: str | None) -> list[float] | None:
+    """`0.485,0.456,0.406` -> three floats (None when the option is not given)."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{option} {text}: expected three numbers, e.g. 0.485,0.456,0.406") from None
+    if len(values) != 3:
+        raise ConfigError(f"{option} {text}: expected three numbers (R,G,B), got {len(values)}")
+    return values
 
 
 def _plural(n: int, word: str) -> str:

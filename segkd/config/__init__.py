@@ -19,6 +19,7 @@ from segkd.config.schema import (
     TrainConfig,
 )
 from segkd.config.validate import build_config, valid_keys
+from segkd.outputs import atomic_write
 
 __all__ = [
     "Config", "DataConfig", "DistillConfig", "EvalConfig", "ModelConfig", "TeacherConfig", "TrainConfig",
@@ -51,7 +52,8 @@ def config_from_dict(raw: dict, where: str = "") -> Config:
 def dump_config(cfg: Config, path: Path | None = None) -> str:
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
     if path is not None:
-        path.write_text(text)
+        with atomic_write(path, "w") as f:
+            f.write(text)
     return text
 
 

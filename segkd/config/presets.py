@@ -1,6 +1,8 @@
 """Presets: YAML files shipped in `segkd.presets` (the repo's presets/ folder), found by name or path.
 
-A preset may extend another with `base: NAME`; mappings merge key by key, lists and scalars replace.
+A preset may extend another with `base: NAME` (a shipped preset) or `base: FILE.yaml` (a relative file is found
+beside the preset that names it, not in the working directory); mappings merge key by key, lists and scalars
+replace.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def resolve_preset(name_or_path: str, _chain: tuple[str, ...] = ()) -> dict:
     if base is not None:
         if not isinstance(base, str):
             raise ConfigError(f"{path}: base={base!r} is not a preset name")
+        if base.endswith((".yaml", ".yml")) and not Path(base).is_absolute():
+            base = str(path.parent / base)
         data = deep_merge(resolve_preset(base, _chain + (str(path),)), data)
     data["preset"] = path.stem
     return data

@@ -39,6 +39,7 @@ class DataConfig:
     test_split: str = "test"
     images: int | None = None  # use only the first N images of each split (quick runs)
     workers: int = 2  # DataLoader worker processes
+    skip_bad: bool = False  # train on the pairs that pass the data scan (the count is printed) instead of failing
 
 
 @dataclass
@@ -71,7 +72,8 @@ class TrainConfig:
     ema_decay: float = 0.9999
     val_interval: int = 1  # validate every N epochs (and always after the last)
     save_period: int = 0  # also keep epochN.pt every N epochs (0 = off)
-    seed: int = 0
+    seed: int = 0  # >= 0
+    nan_patience: int = 10  # non-finite steps in a row (each skipped with a warning) that stop the run
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     devices: int | list[int] | str | None = None  # N processes, or CUDA indices 0,1,2,3: relaunch under torchrun
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA); batch_size is per process either way

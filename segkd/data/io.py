@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segkd.errors import DataError
+from segkd.outputs import atomic_path, atomic_write
 
 CLASSES_FILE = "classes.txt"
 
@@ -119,7 +120,8 @@ def write_classes(root: Path | str, names: list[str], palette: list[list[int]] |
     """Write `root/classes.txt` (names, with colours when a palette is given)."""
     path = Path(root) / CLASSES_FILE
     lines = [f"{n} {' '.join(map(str, palette[i]))}" if palette else n for i, n in enumerate(names)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
     return path
 
 
@@ -129,7 +131,8 @@ def write_mask(path: Path | str, mask: np.ndarray, palette: list[list[int]] | No
     if palette:
         flat = [v for rgb in palette for v in rgb]
         im.putpalette(flat + [0] * (768 - len(flat)))  # L -> P: same indices, now with a colour table
-    im.save(path, optimize=False)
+    with atomic_path(path, durable=False) as tmp:
+        im.save(tmp, format="PNG", optimize=False)
 
 
 def _trailing_colour(parts: list[str]) -> list[int] | None:

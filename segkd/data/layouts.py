@@ -140,6 +140,7 @@ class ListLayout(Layout):
         return Scan(image_dir, mask_dir, _index(image_dir, self.image_exts), _index(mask_dir, self.mask_exts))
 
     def samples(self, root: Path, split: str) -> list[Sample]:
+        check_split_name(root, split)
         path = self.list_dir(root) / f"{split}.txt"
         if not path.is_file():
             if split == self.all_split:
@@ -147,6 +148,10 @@ class ListLayout(Layout):
             have = ", ".join(self.splits(root)) or "none"
             raise DataError(f"{path}: split list not found (splits here: {have}; write lists with segkd split)")
         stems = read_split_list(path)
+        escaping = [s for s in stems if not _plain_stem(s)]
+        if escaping:
+            raise DataError(f"{path}: '{escaping[0]}' leaves the data root (a split list holds file stems, "
+                            f"no paths){f' (+{len(escaping) - 1} more)' if len(escaping) > 1 else ''}")
         scan = self.scan(root)
         missing = [s for s in stems if s not in scan.images]
         if missing:
@@ -184,6 +189,7 @@ class CityscapesLayout(Layout):
         return sorted(p.name for p in (root / "leftImg8bit").iterdir() if p.is_dir())
 
     def samples(self, root: Path, split: str) -> list[Sample]:
+        check_split_name(root, split)
         folder = root / "leftImg8bit" / split
         if not folder.is_dir():
             raise DataError(f"{folder}: split folder not found (splits here: {', '.join(self.splits(root))})")
@@ -245,6 +251,16 @@ def get_layout(root: Path | str, format: str = "auto") -> Layout:
     if not layout.matches(root):
         raise DataError(f"{root}: not a {format} layout (expected folders {', '.join(layout.markers)})")
     return layout
+
+
+def check_split_name(root: Path, split: str) -> None:
+    """A split is a list or folder name under the data root: a path (`../x`, `a/b`) is refused."""
+    if not _plain_stem(split):
+        raise DataError(f"split '{split}' leaves the data root {root} (give a split name such as val or test)")
+
+
+def _plain_stem(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
 def read_split_list(path: Path) -> list[str]:

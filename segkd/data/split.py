@@ -17,14 +17,15 @@ Rules (they are also `segkd split --help`):
   `ImageSets/Segmentation/` (VOC) or `splits/` (plain). Existing lists are an error unless `force`; then each
   old list is first copied to `<name>.txt.bak` (or `.bak1`, `.bak2`, ... when taken), and a managed list this
   ratio does not produce (`test.txt` for a two-part ratio) is rewritten empty, so no stale stems remain.
-  No image or mask is ever moved, renamed or deleted.
+  The lists pass the output guard first (`segkd.outputs.guard_outputs`, with the backups standing in for
+  `--force` on lists segkd did not write) and are written atomically. No image or mask is ever moved, renamed
+  or deleted.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -36,6 +37,7 @@ import numpy as np
 from segkd.data.io import read_classes
 from segkd.data.layouts import LIST_SPLITS, ListLayout, Sample, get_layout
 from segkd.errors import DataError, SegkdError
+from segkd.outputs import atomic_write, copy_aside, guard_outputs
 
 SPLIT_NAMES = ("train", "val", "test")
 PIXEL_SHARE_LIMIT = 2000  # pixel shares are computed without --stratify up to this many pairs
@@ -210,6 +212,8 @@ def split_dataset(
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise DataError(f"{existing[0]}: split list exists{more}; use --force to replace the lists "
                         "(the old ones are kept as *.txt.bak)")
+    guard_outputs([list_dir / f"{s}.txt" for s in LIST_SPLITS], [scan.image_dir, scan.mask_dir], force=force,
+                  backed_up=True)
     n = len(scan.stems)
     counts = split_counts(n, parts)
     names = list(SPLIT_NAMES[: len(parts)])
@@ -249,25 +253,14 @@ def write_split_lists(list_dir: Path, lists: dict[str, list[str]]) -> tuple[list
     """
     lists = dict(lists)
     lists["trainval"] = sorted(lists["train"] + lists["val"])
-    list_dir.mkdir(parents=True, exist_ok=True)
     written, backups = [], []
     for name in LIST_SPLITS:
         path = list_dir / f"{name}.txt"
         if name not in lists and not path.exists():
             continue
         if path.exists():
-            backup = _free_backup_path(path)
-            shutil.copy2(path, backup)
-            backups.append(backup)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(f"{s}\n" for s in lists.get(name, [])), encoding="utf-8")
-        os.replace(tmp, path)
+            backups.append(copy_aside(path))
+        with atomic_write(path, "w", encoding="utf-8") as f:
+            f.write("".join(f"{s}\n" for s in lists.get(name, [])))
         written.append(path)
     return written, backups
-
-
-def _free_backup_path(path: Path) -> Path:
-    candidate, i = path.with_name(path.name + ".bak"), 1
-    while candidate.exists():
-        candidate, i = path.with_name(f"{path.name}.bak{i}"), i + 1
-    return candidate

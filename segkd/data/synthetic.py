@@ -40,6 +40,7 @@ from segkd.data.synthetic_scene import (
     smooth_noise,
 )
 from segkd.errors import DataError, SegkdError
+from segkd.outputs import atomic_write
 
 CLASSES = ["background", "sunburn", "ulcer", "wind_scarring"]
 PALETTE = voc_palette(len(CLASSES))  # (0,0,0), (128,0,0), (0,128,0), (128,128,0) as FastSegFormer
@@ -109,7 +110,8 @@ def generate_oranges(out: Path | str, n_images: int = 200, size: tuple[int, int]
         image, mask = render_oranges(np.random.default_rng([seed, i]), h, w)
         stem = f"orange_{i:05d}"
         ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        (images / f"{stem}.jpg").write_bytes(jpg.tobytes())
+        with atomic_write(images / f"{stem}.jpg", durable=False) as f:
+            f.write(jpg.tobytes())
         write_mask(masks / f"{stem}.png", mask, PALETTE)
         files += [f"JPEGImages/{stem}.jpg", f"SegmentationClass/{stem}.png"]
     write_classes(out, CLASSES, PALETTE)
@@ -117,7 +119,8 @@ def generate_oranges(out: Path | str, n_images: int = 200, size: tuple[int, int]
     files += ["classes.txt"] + [p.relative_to(out).as_posix() for p in report.written]
     marker = {"generator": "segkd.data.synthetic.generate_oranges", "seed": seed, "images": n_images,
               "size": [h, w], "files": files}
-    (out / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
+    with atomic_write(out / MARKER, "w", encoding="utf-8") as f:
+        f.write(json.dumps(marker, indent=1) + "\n")
     return out
 
 

@@ -32,6 +32,7 @@ from segkd.deploy.timing import Protocol, measure_interleaved
 from segkd.deploy.verify import ParityReport, parity_inputs, synthetic_image, verify_onnx
 from segkd.engine.evaluator import evaluate_model
 from segkd.errors import ConfigError, DataError
+from segkd.outputs import record_output
 
 PARITY_IMAGES = {"fp32": 2, "fp16": 2, "int8": 4}
 MAX_INT8_DROP = 0.5  # val mIoU points that int8_ops="auto" may give up for speed
@@ -136,6 +137,7 @@ def _checked(export: OnnxExport, model: torch.nn.Module, images: list[np.ndarray
                         list(export.notes))
     if not parity.passed:
         artifact.path = export.path.replace(export.path.with_name(export.path.name + ".unverified"))
+        record_output(artifact.path)
     return artifact
 
 
@@ -186,6 +188,7 @@ def _int8(base: OnnxExport, loaded: LoadedModel, req: ExportRequest, calib: list
         if not verified:
             failed = built[names[0]]
             failed.path = failed.path.replace(path.with_name(path.name + ".unverified"))
+            record_output(failed.path)
             return failed, None
         log("int8: scoring fp32 and int8 on the val split")
         scorer = ValScorer(base, loaded, req)
@@ -194,6 +197,7 @@ def _int8(base: OnnxExport, loaded: LoadedModel, req: ExportRequest, calib: list
         kept = pick_int8(miou_fp32, tried)
         artifact = built[kept]
         artifact.path = artifact.path.replace(path)
+        record_output(path)
     if len(tried) > 1:
         artifact.notes.append("op set (auto): " + " · ".join(
             f"{name} {100 * miou:.2f} mIoU {ms:.1f} ms" for name, (miou, ms) in tried.items()) + f" → kept {kept}")

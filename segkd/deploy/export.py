@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from segkd.deploy.graph_passes import swap_resize_pointwise
 from segkd.deploy.meta import DeployMeta
 from segkd.errors import ConfigError, JobFailed, SegkdError, first_line
+from segkd.outputs import atomic_path, disk_error, make_dirs, temp_path
 
 INPUT_NAME = "images"
 
@@ -121,19 +122,24 @@ def export_onnx(
         model = copy.deepcopy(model)  # never cast or move the caller's model
     head = ExportHead(model, argmax).eval().to(device=device, dtype=dtype)
     dummy = torch.randn(batch, 3, *hw, device=device, dtype=dtype)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    traced = temp_path(make_dirs(path.parent) / path.name)  # the exporter's raw graph; the final file comes last
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                head, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                head, (dummy,), str(traced), dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
                 output_names=[output_name(argmax)], dynamic_axes=axes or None, do_constant_folding=True,
             )
+        proto = onnx.load(str(traced))
     except SegkdError:
         raise
     except Exception as e:  # noqa: BLE001  (an op the exporter cannot convert: name it, no traceback)
+        if isinstance(e, OSError) or "No space left" in str(e):
+            raise disk_error(path, e) from None
         raise JobFailed(f"{meta.arch}: ONNX export failed ({first_line(e)})") from None
-    proto = onnx.load(str(path))
+    finally:
+        with contextlib.suppress(OSError):  # a read-only folder refuses even this
+            traced.unlink(missing_ok=True)
     if simplify:
         proto, note = simplify_graph(proto, dummy.cpu().numpy())
         notes += [note] if note else []
@@ -220,7 +226,8 @@ def save_with_meta(proto: onnx.ModelProto, meta: DeployMeta, path: str | Path) -
         entry.key, entry.value = key, value
     proto.producer_name = "segkd"
     proto.producer_version = meta.segkd_version
-    onnx.save(proto, str(path))
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
 
 
 def read_meta(path: str | Path) -> DeployMeta | None:

@@ -66,18 +66,18 @@ class DeployMeta:
 
     @classmethod
     def from_props(cls, props: dict[str, str]) -> "DeployMeta | None":
-        """Parse `to_props` output; None when the file was not exported by segkd (no `arch`)."""
-        if "arch" not in props:
+        """Parse `to_props` output; None when the file was not exported by segkd (a required field is missing or
+        not JSON: foreign metadata that merely shares a key name)."""
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if any(key not in props for key in required):
             return None
         names = {f.name for f in dataclasses.fields(cls)}
-        values = {}
-        for key, text in props.items():
-            if key in names:
-                try:
-                    values[key] = json.loads(text)
-                except json.JSONDecodeError:
-                    values[key] = text
-        return cls(**values)
+        try:
+            values = {key: json.loads(text) for key, text in props.items() if key in names}
+            return cls(**values)
+        except (json.JSONDecodeError, TypeError, ValueError):
+            return None
 
     @classmethod
     def fallback(cls, num_classes: int, input_size: tuple[int, int], name: str) -> "DeployMeta":

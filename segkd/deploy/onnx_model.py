@@ -60,12 +60,14 @@ class OnnxModel:
                                                 providers=providers_for(device))
         except Exception as e:  # noqa: BLE001  (corrupt file, unsupported op: name the file)
             raise WeightsError(f"{self.path}: not a loadable ONNX model ({first_line(e)})") from None
-        inp, outp = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if "float16" in inp.type else np.float32
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         props = self.session.get_modelmeta().custom_metadata_map
-        self.meta = DeployMeta.from_props(props) or self._fallback_meta(inp.shape, outp.shape)
+        meta = DeployMeta.from_props(props)
+        self.foreign = meta is None  # not exported by segkd: only a checked image -> per-pixel graph runs
+        self.meta = meta or self._fallback_meta(self.session.get_inputs(), self.session.get_outputs())
         self.output = self.meta.output
 
     @property
@@ -78,15 +80,26 @@ class OnnxModel:
         graph = onnx.load(str(self.path), load_external_data=False).graph
         return sum(int(np.prod(t.dims)) for t in graph.initializer)
 
-    def _fallback_meta(self, in_shape: list, out_shape: list) -> DeployMeta:
-        """A file segkd did not export: take what the graph's shapes tell, generic names otherwise."""
+    def _fallback_meta(self, inputs: list, outputs: list) -> DeployMeta:
+        """A file segkd did not export: run it only if it maps one B×3×H×W image tensor to B×K×h×w class scores or
+        B×h×w labels; generic class names, ImageNet normalisation (unless the caller gives its own)."""
+        where = f"{self.path}: no segkd metadata and"
+        if len(inputs) != 1:
+            raise WeightsError(f"{where} {len(inputs)} inputs; segkd runs graphs with one image input")
+        in_shape, out_shape = inputs[0].shape, outputs[0].shape
+        if "float" not in inputs[0].type or len(in_shape) != 4 or (isinstance(in_shape[1], int) and in_shape[1] != 3):
+            raise WeightsError(f"{where} its input '{inputs[0].name}' is {inputs[0].type} {in_shape}, "
+                               "not one B×3×H×W float image tensor")
         hw = in_shape[2:4]
         if not all(isinstance(s, int) for s in hw):
-            raise WeightsError(f"{self.path}: no segkd metadata and a dynamic input size: cannot tell the input size")
+            raise WeightsError(f"{where} a dynamic input size: cannot tell the input size")
+        if len(out_shape) not in (3, 4) or (len(out_shape) == 4 and not isinstance(out_shape[1], int)):
+            raise WeightsError(f"{where} its output '{outputs[0].name}' is {out_shape}: not per-pixel class scores "
+                               "(B×K×H×W) or labels (B×H×W) -- a classifier or detector?")
         labels = len(out_shape) == 3
         k = 256 if labels else out_shape[1]
-        if not isinstance(k, int):
-            raise WeightsError(f"{self.path}: no segkd metadata and a dynamic class axis: cannot tell the classes")
+        if k < 2:
+            raise WeightsError(f"{where} its output '{outputs[0].name}' has {k} channel(s): not class scores")
         meta = DeployMeta.fallback(k, (hw[0], hw[1]), self.path.stem)
         return meta.replace(output="labels" if labels else "logits")
 

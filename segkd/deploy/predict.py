@@ -7,7 +7,10 @@ Output folder layout:
     <stem>_<mix>.mp4         per video: the pictures with a running FPS figure (end-to-end, frames/s)
     counts.csv               with count=True: image, class, pixels, ratio
 
-An unreadable input is reported through `warn` and recorded in `failed`; the rest continues.
+Every output file is planned before the first prediction and checked by the output guard
+(`segkd.outputs.guard_outputs`: nothing inside a source folder, no file segkd did not write, segkd's own only with
+`force`); each is written atomically. An unreadable input is reported through `warn` and recorded in `failed`;
+the rest continues. A disk error stops the run with one line naming the file.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from segkd.deploy.predictor import Predictor
 from segkd.deploy.sources import collect_sources
 from segkd.deploy.visualize import draw_fps, render, save_labels, save_rgb
 from segkd.errors import DataError
+from segkd.outputs import atomic_path, atomic_write, disk_error, guard_outputs
 
 Warn = Callable[[str], None]
 
@@ -73,14 +77,18 @@ class PredictReport:
 
 
 def predict_sources(predictor: Predictor, specs: list[str], out_dir: str | Path, opts: PredictOptions,
-                    warn: Warn = lambda msg: None, progress: bool = False) -> PredictReport:
-    """Run `predictor` over every SOURCE (see `segkd.deploy.sources`) and write the outputs under `out_dir`."""
+                    warn: Warn = lambda msg: None, progress: bool = False, force: bool = False,
+                    inputs: list[Path] | None = None) -> PredictReport:
+    """Run `predictor` over every SOURCE (see `segkd.deploy.sources`) and write the outputs under `out_dir`.
+
+    `inputs`: other files the run reads (the weights), protected like the sources."""
     out_dir = Path(out_dir)
     found = collect_sources(specs)
+    names = plan_names(found)
+    guard_outputs(planned_outputs(found, names, out_dir, opts), [*found.read, *(inputs or [])], force=force)
     report = PredictReport(out_dir, skipped=found.skipped)
     for spec, reason in found.missing:
         _fail(report, warn, spec, reason)
-    names = _UniqueNames()
     with _progress(progress) as bar:
         task = bar.add_task("predict", total=len(found.images)) if found.images else None
         for chunk in _chunks(found.images, opts.batch):
@@ -94,8 +102,23 @@ def predict_sources(predictor: Predictor, specs: list[str], out_dir: str | Path,
     return report
 
 
+def plan_names(found) -> dict[Path, str]:
+    """Output stem per input: `img`, then `img_2`, `img_3` for inputs from different folders with the same name."""
+    unique = _UniqueNames()
+    return {path: unique(path.stem) for path in [*found.images, *found.videos]}
+
+
+def planned_outputs(found, names: dict[Path, str], out_dir: Path, opts: PredictOptions) -> list[Path]:
+    """Every file a run may write (what the output guard checks before the first prediction)."""
+    ext = ".png" if opts.mix == "mask" else ".jpg"
+    files = [f for p in found.images for f in (out_dir / "labels" / f"{names[p]}.png",
+                                               out_dir / opts.mix / f"{names[p]}{ext}")]
+    files += [out_dir / f"{names[p]}_{opts.mix}.mp4" for p in found.videos]
+    return files + ([out_dir / "counts.csv"] if opts.count else [])
+
+
 def _predict_images(predictor: Predictor, paths: list[Path], out_dir: Path, opts: PredictOptions,
-                    names: "_UniqueNames", report: PredictReport, warn: Warn) -> None:
+                    names: dict[Path, str], report: PredictReport, warn: Warn) -> None:
     images, kept = [], []
     for path in paths:
         try:
@@ -106,21 +129,21 @@ def _predict_images(predictor: Predictor, paths: list[Path], out_dir: Path, opts
     if not images:
         return
     ext = ".png" if opts.mix == "mask" else ".jpg"
-    (out_dir / "labels").mkdir(parents=True, exist_ok=True)
-    (out_dir / opts.mix).mkdir(parents=True, exist_ok=True)
     for path, image, labels in zip(kept, images, predictor.predict(images)):
-        stem = names(path.stem)
+        stem = names[path]
         result = ImageResult(path, out_dir / "labels" / f"{stem}.png", out_dir / opts.mix / f"{stem}{ext}",
                              labels.shape[:2])
-        save_labels(result.labels, labels, predictor.palette)
-        save_rgb(result.picture, render(image, labels, predictor.palette, opts.mix, opts.alpha))
+        with atomic_path(result.labels, durable=False) as tmp:
+            save_labels(tmp, labels, predictor.palette)
+        with atomic_path(result.picture, durable=False) as tmp:
+            save_rgb(tmp, render(image, labels, predictor.palette, opts.mix, opts.alpha))
         if opts.count:
             k = predictor.meta.num_classes
             result.counts = np.bincount(labels.ravel(), minlength=k)[:k].tolist()
         report.images.append(result)
 
 
-def _predict_video(predictor: Predictor, path: Path, out_dir: Path, opts: PredictOptions, names: "_UniqueNames",
+def _predict_video(predictor: Predictor, path: Path, out_dir: Path, opts: PredictOptions, names: dict[Path, str],
                    report: PredictReport, warn: Warn, bar: Progress) -> None:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -129,34 +152,52 @@ def _predict_video(predictor: Predictor, path: Path, out_dir: Path, opts: Predic
     rate = cap.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     task = bar.add_task(path.name, total=total)
-    output = out_dir / f"{names(path.stem)}_{opts.mix}.mp4"
+    output = out_dir / f"{names[path]}_{opts.mix}.mp4"
     writer, frames, fps = None, 0, 0.0
     try:
-        while True:
-            start = time.perf_counter()
-            batch = _read_frames(cap, opts.batch)  # RGB frames
-            if not batch:
-                break
-            pictures = [render(f, lab, predictor.palette, opts.mix, opts.alpha)
-                        for f, lab in zip(batch, predictor.predict(batch))]
-            per_frame = (time.perf_counter() - start) / len(batch)
-            for picture in pictures:
-                fps = 1.0 / per_frame if frames == 0 else (fps + 1.0 / per_frame) / 2  # FastSegFormer's running mean
-                if writer is None:
-                    output.parent.mkdir(parents=True, exist_ok=True)
-                    h, w = picture.shape[:2]
-                    writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), rate, (w, h))
-                writer.write(cv2.cvtColor(draw_fps(picture, fps), cv2.COLOR_RGB2BGR))
-                frames += 1
-            bar.advance(task, len(batch))
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.release()
-    if frames == 0:
+        with atomic_path(output) as tmp:
+            try:
+                while True:
+                    start = time.perf_counter()
+                    batch = _read_frames(cap, opts.batch)  # RGB frames
+                    if not batch:
+                        break
+                    pictures = [render(f, lab, predictor.palette, opts.mix, opts.alpha)
+                                for f, lab in zip(batch, predictor.predict(batch))]
+                    per_frame = (time.perf_counter() - start) / len(batch)
+                    for picture in pictures:
+                        fps = 1.0 / per_frame if frames == 0 else (fps + 1.0 / per_frame) / 2  # FastSegFormer's
+                        if writer is None:
+                            h, w = picture.shape[:2]
+                            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), rate, (w, h))
+                        writer.write(cv2.cvtColor(draw_fps(picture, fps), cv2.COLOR_RGB2BGR))
+                        frames += 1
+                    bar.advance(task, len(batch))
+            finally:
+                if writer is not None:
+                    writer.release()
+            if frames == 0:
+                raise _NoFrames
+            if _frame_count(tmp) != frames:  # cv2.VideoWriter fails silently (a full disk): never keep a short file
+                raise disk_error(output, RuntimeError(f"the video writer stopped before frame {frames}"))
+    except _NoFrames:
         _fail(report, warn, str(path), "no decodable frames")
         return
+    finally:
+        cap.release()
     report.videos.append(VideoResult(path, output, frames, fps))
+
+
+def _frame_count(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+
+
+class _NoFrames(Exception):
+    """A video without one decodable frame: its output is not kept."""
 
 
 def _read_frames(cap: cv2.VideoCapture, n: int) -> list[np.ndarray]:
@@ -171,7 +212,7 @@ def _read_frames(cap: cv2.VideoCapture, n: int) -> list[np.ndarray]:
 
 def write_counts(path: Path, results: list[ImageResult], classes: list[str]) -> Path:
     """One row per image and class: image, class, pixels, ratio."""
-    with path.open("w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["image", "class", "pixels", "ratio"])
         for r in results:

@@ -34,23 +34,31 @@ def pick_device(spec: str = "auto") -> torch.device:
 
 
 class Predictor:
-    def __init__(self, run: Run, meta: DeployMeta, name: str, backend: str, device: torch.device):
+    def __init__(self, run: Run, meta: DeployMeta, name: str, backend: str, device: torch.device,
+                 foreign: bool = False):
         self.run = run
         self.meta = meta
         self.name = name
         self.backend = backend  # "torch" | "onnxruntime (CPUExecutionProvider)" ...
         self.device = device
+        self.foreign = foreign  # an ONNX file without segkd metadata (normalisation assumed or given)
         self.preprocess = meta.preprocess()
 
     @classmethod
-    def load(cls, weights: str | Path, device: str = "auto", threads: int | None = None) -> "Predictor":
-        """From a segkd checkpoint or an exported ONNX file."""
+    def load(cls, weights: str | Path, device: str = "auto", threads: int | None = None,
+             norm: tuple[list[float] | None, list[float] | None] = (None, None)) -> "Predictor":
+        """From a segkd checkpoint or an exported ONNX file; `norm` (mean, std) for an ONNX file segkd did not
+        export (its own metadata wins otherwise)."""
         dev = pick_device(device)
         if is_onnx(weights):
             onnx_model = OnnxModel(weights, dev, threads)
             run = lambda x: torch.from_numpy(onnx_model(x))  # noqa: E731
             backend = f"onnxruntime ({onnx_model.providers[0]})"
-            return cls(run, onnx_model.meta, Path(weights).stem, backend, dev)
+            meta = onnx_model.meta
+            if onnx_model.foreign:
+                mean, std = norm
+                meta = meta.replace(mean=mean or meta.mean, std=std or meta.std)
+            return cls(run, meta, Path(weights).stem, backend, dev, onnx_model.foreign)
         loaded = load_model(weights)
         model = loaded.model.to(dev)
 

@@ -23,6 +23,7 @@ class Sources:
     videos: list[Path] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)  # (SOURCE, reason)
     skipped: int = 0  # files in folders / matches that are neither images nor videos
+    read: list[Path] = field(default_factory=list)  # given files and listed folders: the output guard's inputs
 
     @property
     def count(self) -> int:
@@ -31,6 +32,13 @@ class Sources:
 
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTS
+
+
+def glob_base(pattern: str) -> Path:
+    """The folder a pattern lists: its path up to the first component with `*`, `?` or `[`."""
+    parts = Path(pattern).parts
+    plain = next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))
+    return Path(*parts[:plain]) if plain else Path(".")
 
 
 def collect_sources(specs: list[str]) -> Sources:
@@ -53,14 +61,17 @@ def collect_sources(specs: list[str]) -> Sources:
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
+            found.read.append(path)
             files = sorted(p for p in path.iterdir() if p.is_file())
             if not files:
                 found.missing.append((spec, "empty folder"))
             for p in files:
                 add(p, explicit=False)
         elif path.is_file():
+            found.read.append(path)
             add(path, explicit=True)
         elif glob.has_magic(spec):
+            found.read.append(glob_base(spec))
             matches = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
             if not matches:
                 found.missing.append((spec, "no file matches the pattern"))

@@ -1,17 +1,21 @@
 """Checkpoints on disk: atomic writes, RNG state, and reading a last.pt back to resume.
 
-- `atomic_save(obj, path)`: write a temp file beside `path`, fsync, `os.replace`; a kill mid-write leaves the
-  previous file intact, never a truncated one.
+- `atomic_save(obj, path)`: `torch.save` through `segkd.outputs.atomic_write` (temp file beside `path`, fsync,
+  `os.replace`); a kill mid-write leaves the previous file intact, never a truncated one, and a full disk is one
+  line naming the file.
+- `repair_best(weights_dir)`: last.pt is written before best.pt, so a crash between the two leaves a last.pt whose
+  best epoch is its own epoch while best.pt is missing or older; best.pt is then rebuilt from last.pt (the same
+  weights without the training state). Run on every start and resume, with `remove_stale_temps`.
 - `training_state(...)`: optimizer, scheduler, scaler, EMA, KD adapters and RNG states for last.pt.
 - RNG states (torch, CUDA, numpy, python `random`) are stored as tensors, lists and numbers so every checkpoint
   loads with `torch.load(..., weights_only=True)`.
 - `resume_config(path, overrides)`: a run continues with the config saved in its last.pt; only keys that do
-  not change the result (where the data lives, workers, device, tensorboard) may be overridden.
+  not change the result (where the data lives, workers, device, tensorboard) may be overridden, plus the
+  divergence remedies (`train.lr`, `train.nan_patience`, `data.skip_bad`), which the trainer notes.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -23,27 +27,41 @@ from segkd.config import Config, config_from_dict
 from segkd.config.overrides import apply_overrides
 from segkd.errors import ConfigError, WeightsError
 from segkd.models import read_checkpoint
+from segkd.outputs import atomic_write
 
 #: keys that may differ between a run and its resumption
-RESUME_OVERRIDES = ("data.root", "data.workers", "train.device", "train.devices", "train.tensorboard", "resume")
+RESUME_OVERRIDES = ("data.root", "data.workers", "train.device", "train.devices", "train.tensorboard",
+                    "train.lr", "train.nan_patience", "data.skip_bad", "resume")
 #: what a last.pt holds beyond the model (best.pt lacks it)
 TRAIN_STATE_KEYS = ("epoch", "optimizer", "scheduler", "scaler", "rng", "best_fitness")
+#: keys only last.pt has: best.pt is last.pt without them
+LAST_ONLY_KEYS = ("optimizer", "scheduler", "scaler", "rng", "global_step", "ema", "train_model", "distiller",
+                  "epoch_step", "epoch_sums")
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """`torch.save` to `path` through a temp file and `os.replace`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as f:
+        torch.save(obj, f)
     return path
+
+
+def repair_best(weights_dir: str | Path) -> Path | None:
+    """Rebuild best.pt from last.pt after a crash between their writes; returns best.pt when it was rebuilt."""
+    weights_dir = Path(weights_dir)
+    last_path, best_path = weights_dir / "last.pt", weights_dir / "best.pt"
+    if not last_path.is_file():
+        return None
+    last = torch.load(last_path, map_location="cpu", weights_only=True)
+    if "epoch_step" in last or last.get("best_epoch") is None or last["best_epoch"] != last.get("epoch"):
+        return None  # a mid-epoch save, or the best epoch is older: best.pt was written before this last.pt
+    if best_path.is_file():
+        best = torch.load(best_path, map_location="cpu", weights_only=True)
+        if best.get("epoch") == last["epoch"]:
+            return None
+    atomic_save({k: v for k, v in last.items() if k not in LAST_ONLY_KEYS}, best_path)
+    return best_path
 
 
 def seed_everything(seed: int) -> None:

@@ -17,7 +17,8 @@ the shape of every paired tap in one dry run of each model, and builds one adapt
     logits, adapted = module(x_s)
     terms = distiller(images, adapted)               # {"nfd": 5.0·L_nfd, "pkl": 0.5·L_pkl}, already weighted
 
-and trains `distiller.adapters` with the student (lr × distill.adapter_lr_mult). Checkpoints hold the student
+and trains `distiller.adapters` with the student (lr × distill.adapter_lr_mult). Building seeds every RNG with
+`train.seed` first, so two runs with one seed start from the same adapters. Checkpoints hold the student
 only; `distiller.adapters.state_dict()` goes into last.pt so a resumed run continues with the same adapters.
 
 The teacher must be trained: without `distill.teacher.weights` building fails (exit 2) unless
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 
 from segkd.config import Config, config_to_dict, load_config, size_hw
 from segkd.engine.adapted_student import AdaptedStudent
+from segkd.engine.checkpointing import seed_everything
 from segkd.engine.evaluator import evaluate_model
 from segkd.errors import ConfigError
 from segkd.losses import build_loss
@@ -166,6 +168,7 @@ class Distiller:
         if cfg.distill is None:
             raise ConfigError(f"preset '{cfg.preset}' has no distill block (teacher + terms): see `segkd presets`")
         parsed = parse_terms(cfg.distill.terms)
+        seed_everything(cfg.train.seed)  # the teacher's random init (smoke tests), the probe and the adapters
         teacher = build_teacher(cfg, allow_random_teacher)
         student_size = size_hw(cfg.data.input_size)
         probe = student if student is not None else build_model(config_to_dict(cfg)["model"])

@@ -161,6 +161,15 @@ def sync_replicas(module: nn.Module) -> None:
             tensor.copy_(staged)
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every rank when `flag` is true on any: ranks agree to skip a step or stop at the same boundary."""
+    if world()[1] == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def reduce_mean(values: dict[str, float]) -> dict[str, float]:
     """Each value averaged over the ranks (every rank passes the same keys in the same order)."""
     if world()[1] == 1 or not values:

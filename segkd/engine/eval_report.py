@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from rich.table import Table
 
 from segkd.engine.metrics import SegMetrics
+from segkd.outputs import atomic_path, atomic_write
 
 ABSENT_NOTES = {
     "nan": "classes without pixels show '-' and are left out of the means",
@@ -55,19 +56,24 @@ def summary_line(metrics: SegMetrics) -> str:
 
 def write_eval_report(metrics: SegMetrics, run_dir: str | Path, info: dict[str, Any] | None = None) -> list[Path]:
     """Write the four report files into `run_dir`; returns their paths."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    paths = [run_dir / "metrics.json", run_dir / "confusion_matrix.csv",
-             run_dir / "confusion_matrix_normalized.png", run_dir / "per_class_iou.png"]
-    paths[0].write_text(json.dumps({**(info or {}), **metrics.as_dict()}, indent=2, allow_nan=False) + "\n")
+    paths = report_files(run_dir)
+    with atomic_write(paths[0], "w") as f:
+        f.write(json.dumps({**(info or {}), **metrics.as_dict()}, indent=2, allow_nan=False) + "\n")
     write_confusion_csv(metrics, paths[1])
     plot_confusion(metrics, paths[2])
     plot_class_iou(metrics, paths[3])
     return paths
 
 
+def report_files(run_dir: str | Path) -> list[Path]:
+    """The four files `write_eval_report` writes (what the output guard checks first)."""
+    run_dir = Path(run_dir)
+    return [run_dir / "metrics.json", run_dir / "confusion_matrix.csv", run_dir / "confusion_matrix_normalized.png",
+            run_dir / "per_class_iou.png"]
+
+
 def write_confusion_csv(metrics: SegMetrics, path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["gt\\pred", *metrics.class_names])
         for name, row in zip(metrics.class_names, metrics.matrix):
@@ -95,7 +101,8 @@ def plot_confusion(metrics: SegMetrics, path: Path) -> None:
                 ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=8,
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
-    FigureCanvasAgg(fig).print_png(str(path))
+    with atomic_path(path, durable=False) as tmp:
+        FigureCanvasAgg(fig).print_png(str(tmp))
 
 
 def plot_class_iou(metrics: SegMetrics, path: Path) -> None:
@@ -116,4 +123,5 @@ def plot_class_iou(metrics: SegMetrics, path: Path) -> None:
     ax.set_xlabel("IoU (%)")
     ax.set_title("per-class IoU")
     fig.tight_layout()
-    FigureCanvasAgg(fig).print_png(str(path))
+    with atomic_path(path, durable=False) as tmp:
+        FigureCanvasAgg(fig).print_png(str(tmp))

@@ -34,12 +34,13 @@ from segkd.config.overrides import apply_overrides, parse_overrides
 from segkd.data.transforms import Preprocess, restore, to_batch
 from segkd.engine.device import Precision, select_device, world
 from segkd.engine.distributed import all_reduce_confusion
-from segkd.engine.eval_report import write_eval_report
+from segkd.engine.eval_report import report_files, write_eval_report
 from segkd.engine.loaders import open_split, resolve_classes
 from segkd.engine.metrics import ConfusionMatrix, SegMetrics
 from segkd.engine.runs import make_run_dir
 from segkd.errors import ConfigError, DataError
 from segkd.models import build_model, load_weights, read_checkpoint
+from segkd.outputs import guard_outputs
 
 
 class Predictor:
@@ -191,6 +192,8 @@ def run_eval(cfg: Config, weights: str | Path, *, split: str = "test", tta_scale
              progress: bool = False) -> tuple[SegMetrics, Path]:
     """Evaluate `weights` (a segkd checkpoint, or any file `load_weights` maps onto `cfg.model`) on `split` of
     `cfg.data.root`; write the report to runs/eval/<name>/."""
+    planned = make_run_dir(cfg.project, "eval", cfg.name, cfg.exist_ok, create=False)
+    guard_outputs(report_files(planned), [weights, cfg.data.root], force=cfg.exist_ok, force_hint="exist_ok=true")
     device = select_device(cfg.train.device)
     model = load_weights(build_model(config_to_dict(cfg)["model"]), weights).to(device)
     num_classes = cfg.model.num_classes

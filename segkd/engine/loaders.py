@@ -10,7 +10,10 @@ Resuming at epoch N therefore replays exactly what an uninterrupted run would ha
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
+import signal
 from typing import Callable, Iterator
 
 import numpy as np
@@ -20,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from segkd.config import DataConfig
 from segkd.data.dataset import SegDataset, open_dataset
 from segkd.data.palette import default_palette
-from segkd.errors import ConfigError
+from segkd.errors import ConfigError, SegkdError
 
 # (image H×W×3 uint8, mask H×W uint8, rng) -> (image, mask) at the train input size
 TrainTransformFn = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
@@ -55,9 +58,26 @@ class EpochSampler(DistributedSampler):
                  drop_last: bool = False):
         super().__init__(range(n), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
                          drop_last=drop_last)
+        self.skip = 0  # indices of this rank's share to leave out once (a run resumed mid-epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, index) for index in super().__iter__())
+        skip, self.skip = self.skip, 0
+        return ((self.epoch, index) for index in itertools.islice(super().__iter__(), skip, None))
+
+
+@contextlib.contextmanager
+def worker_errors() -> Iterator[None]:
+    """Re-raise a segkd error from a DataLoader worker as the original one-line error, not torch's
+    "Caught DataError in DataLoader worker process 0 ... Original Traceback" wrapper."""
+    try:
+        yield
+    except SegkdError as e:
+        text = str(e)
+        if "Original Traceback" not in text:
+            raise
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        prefix = f"{type(e).__module__}.{type(e).__qualname__}: "
+        raise type(e)(last[len(prefix):] if last.startswith(prefix) else last) from None
 
 
 class AugmentedSamples(Dataset):
@@ -96,4 +116,11 @@ def build_train_loader(samples: AugmentedSamples, *, batch_size: int, workers: i
         pin_memory=pin_memory,
         drop_last=drop_last,
         generator=torch.Generator().manual_seed(seed),  # worker seeds never touch the global torch RNG
+        worker_init_fn=ignore_sigint if workers > 0 else None,
     )
+
+
+def ignore_sigint(worker_id: int) -> None:
+    """In DataLoader workers: a terminal's Ctrl-C reaches the whole process group, and the main process alone
+    handles it (saves at the step boundary); a worker that died of it would turn that into a crash."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -17,6 +17,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from segkd.outputs import atomic_path, atomic_write, make_dirs
+
 #: SegMetrics summary keys recorded as val/<key>
 VAL_KEYS = ("mIoU", "aAcc", "mPA", "mPrecision", "mDice", "fwIoU")
 
@@ -38,10 +40,13 @@ class ResultsCSV:
             return next(csv.reader(f))
 
     def append(self, row: dict[str, Any]) -> None:
+        """Add a row: the whole file is rewritten atomically (a crash never leaves a half row)."""
         new = not self.path.exists()
         terms = [k[len("train/"):] for k in row if k.startswith("train/") and k != "train/loss"]
         columns = result_columns(terms) if new else self.columns
-        with open(self.path, "a", newline="") as f:
+        old = "" if new else self.path.read_text()
+        with atomic_write(self.path, "w", newline="") as f:
+            f.write(old)
             writer = csv.DictWriter(f, fieldnames=columns)
             if new:
                 writer.writeheader()
@@ -60,13 +65,11 @@ class ResultsCSV:
             return
         columns = self.columns
         rows = [r for r in self.rows() if r["epoch"] is not None and r["epoch"] <= epoch]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_write(self.path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             for r in rows:
                 writer.writerow({k: _cell(int(r[k]) if k == "epoch" else r.get(k)) for k in columns})
-        tmp.replace(self.path)
 
 
 def _cell(value: Any) -> str:
@@ -79,8 +82,7 @@ def _cell(value: Any) -> str:
 
 def plot_results(rows: list[dict[str, float | None]], out_dir: str | Path) -> list[Path]:
     """loss.png (train terms), metrics.png (val mIoU/aAcc/mPA) and lr.png against epoch."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_dirs(out_dir)
     if not rows:
         return []
     columns = list(rows[0])
@@ -103,7 +105,8 @@ def plot_results(rows: list[dict[str, float | None]], out_dir: str | Path) -> li
         if series and ax.lines:
             ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out_dir / filename)
+        with atomic_path(out_dir / filename, durable=False) as tmp:
+            fig.savefig(tmp)
         written.append(out_dir / filename)
     return written
 

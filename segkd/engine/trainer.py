@@ -40,23 +40,27 @@ from segkd.config import Config, config_to_dict, dump_config, size_hw
 from segkd.data.augment import build_train_transform
 from segkd.data.transforms import Preprocess
 from segkd.engine.callbacks import add_callback, new_callbacks, run_callbacks
-from segkd.engine.checkpointing import (atomic_save, read_resume_checkpoint, run_dir_of, seed_everything,
-                                       set_rng_state, training_state)
+from segkd.data.scan import scan_splits
+from segkd.engine.checkpointing import (atomic_save, read_resume_checkpoint, repair_best, run_dir_of,
+                                       seed_everything, set_rng_state, training_state)
 from segkd.engine.device import Precision, is_main_process, world
-from segkd.engine.distributed import (convert_sync_bn, init_distributed, reduce_mean, silence_echoed_failures,
-                                     sync_replicas, wrap_ddp)
+from segkd.engine.distributed import (any_rank, convert_sync_bn, init_distributed, reduce_mean,
+                                     silence_echoed_failures, sync_replicas, wrap_ddp)
+from segkd.engine.divergence import DivergenceGuard, first_nonfinite
 from segkd.engine.ema import ModelEMA
 from segkd.engine.evaluator import evaluate_model
-from segkd.engine.loaders import AugmentedSamples, build_train_loader, open_split, resolve_classes
+from segkd.engine.interrupt import StopRequest
+from segkd.engine.loaders import AugmentedSamples, build_train_loader, open_split, resolve_classes, worker_errors
 from segkd.engine.metrics import SegMetrics
 from segkd.engine.optim import ParamGroupSpec, build_optimizer, model_param_groups, trainable_parameters
 from segkd.engine.progress import EpochProgress, epoch_line
 from segkd.engine.results import ResultsCSV, TensorBoardLogger, plot_results, tensorboard_available
 from segkd.engine.runs import make_run_dir
 from segkd.engine.schedulers import LRSchedule, Scheduler
-from segkd.errors import ConfigError, JobFailed
+from segkd.errors import ConfigError, Interrupted, JobFailed
 from segkd.losses import build_loss
 from segkd.models import build_model, checkpoint_payload, load_weights
+from segkd.outputs import guard_outputs, make_dirs, remove_stale_temps
 
 PLOT_EVERY_S = 30.0  # plots/ refresh at most this often (drawing costs ~0.1-0.5 s), and always after the last epoch
 
@@ -101,6 +105,10 @@ class Trainer:
         self.resume_rng: dict | None = None
         self._plotted_at = -math.inf
         self.images_per_second: float | None = None  # train throughput of the last epoch
+        self.resume_step = 0  # batches of `start_epoch` already done (a run stopped by Ctrl-C mid-epoch)
+        self.resume_sums: dict[str, float] = {}
+        self.stop = StopRequest(lambda: self.log("[yellow]interrupt:[/] saving last.pt at the end of this step "
+                                                 "(Ctrl-C again to quit at once)"))
 
     # -- events ---------------------------------------------------------------------------------------
     def add_callback(self, event: str, fn: Callable[["Trainer"], None]) -> None:
@@ -129,14 +137,22 @@ class Trainer:
         cfg, tcfg = self.cfg, self.cfg.train
         resume = read_resume_checkpoint(cfg.resume) if cfg.resume else None
         if resume is not None and resume["epoch"] >= tcfg.epochs:
-            raise ConfigError(f"{cfg.resume}: the run already finished its {tcfg.epochs} epochs; nothing to resume")
+            weights = Path(cfg.resume).parent
+            remove_stale_temps(weights)
+            rebuilt = " (best.pt rebuilt from it: the run stopped before writing it)" if repair_best(weights) else ""
+            raise ConfigError(f"{cfg.resume}: the run already finished its {tcfg.epochs} epochs; nothing to "
+                              f"resume{rebuilt}")
+        if resume is None and self.main:
+            self._guard_run_dir()  # before any work: the data scan's cache is the first write
         self.device = init_distributed(tcfg.device)  # this rank's device; the process group under torchrun
         self.precision = Precision.for_device(self.device, tcfg.amp)
         seed_everything(tcfg.seed)
 
         k = cfg.model.num_classes
-        self.train_set = open_split(cfg.data, cfg.data.train_split, k)
-        self.val_set = open_split(cfg.data, cfg.data.val_split, k)
+        splits = {"train": open_split(cfg.data, cfg.data.train_split, k),
+                  "val": open_split(cfg.data, cfg.data.val_split, k)}  # scanned before any step, all problems at once
+        self.train_set, self.val_set = scan_splits(
+            splits, skip_bad=cfg.data.skip_bad, log=lambda msg: self.log(f"[yellow]warning:[/] {msg}")).values()
         cfg.data.classes, cfg.data.palette = resolve_classes(cfg.data, self.train_set, k)
 
         model_cfg = config_to_dict(cfg)["model"]
@@ -189,6 +205,9 @@ class Trainer:
         trainable = self.distiller.student_module(self.model) if self.distiller is not None else self.model
         self.train_module = wrap_ddp(trainable, self.device, static_graph=self.freeze_epochs == 0)
         self._prepare_run_dir(resume is not None)
+        self.divergence = DivergenceGuard(tcfg.nan_patience, lambda msg: self.log(f"[yellow]warning:[/] {msg}"),
+                                          advice=f"lower train.lr (resume={self.save_dir}/weights/last.pt "
+                                                 "train.lr=X), set train.clip_grad, or check the labels")
 
     def _load_resume_state(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
@@ -202,21 +221,51 @@ class Trainer:
         self.start_epoch, self.global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
         self.best_fitness, self.best_epoch = ckpt["best_fitness"], ckpt.get("best_epoch")
         self.resume_rng = ckpt["rng"]
+        self.resume_step, self.resume_sums = int(ckpt.get("epoch_step", 0)), dict(ckpt.get("epoch_sums", {}))
+        saved_lr = ckpt["config"]["train"]["lr"]
+        if saved_lr != self.cfg.train.lr:
+            self.log(f"note: train.lr changes from {saved_lr:g} to {self.cfg.train.lr:g} on resume "
+                     "(the schedule continues from the same step with the new base lr)")
+
+    def run_outputs(self, save_dir: Path) -> list[Path]:
+        """The files a run writes under `save_dir` (what the output guard checks before any work)."""
+        weights = save_dir / "weights"
+        return [save_dir / "config.yaml", save_dir / "results.csv", weights / "last.pt", weights / "best.pt",
+                *(save_dir / "plots" / f for f in ("loss.png", "metrics.png", "lr.png"))]
+
+    def run_inputs(self) -> list[str | None]:
+        """What a run reads: the data root and every weights file."""
+        cfg = self.cfg
+        teacher = cfg.distill.teacher.weights if self.distilling and cfg.distill is not None else None
+        return [cfg.data.root, cfg.model.weights, cfg.model.backbone_weights, teacher]
+
+    @property
+    def _run_name(self) -> str:
+        return self.cfg.name or self.cfg.preset or self.command
+
+    def _guard_run_dir(self) -> None:
+        """The output guard on the run folder this run will make (refusals happen before any work)."""
+        cfg = self.cfg
+        planned = make_run_dir(cfg.project, self.command, self._run_name, cfg.exist_ok, create=False)
+        guard_outputs(self.run_outputs(planned), self.run_inputs(), force=cfg.exist_ok, force_hint="exist_ok=true")
 
     def _prepare_run_dir(self, resuming: bool) -> None:
         cfg = self.cfg
         if resuming:
             self.save_dir = run_dir_of(cfg.resume)
         elif self.main:
-            self.save_dir = make_run_dir(cfg.project, self.command, cfg.name or cfg.preset or self.command,
-                                         cfg.exist_ok)
+            self.save_dir = make_run_dir(cfg.project, self.command, self._run_name, cfg.exist_ok)
         if self.save_dir is None:
             return
         self.weights_dir = self.save_dir / "weights"
         self.results_csv = ResultsCSV(self.save_dir / "results.csv")
         if not self.main:
             return
-        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.weights_dir)
+        for folder in (self.save_dir, self.weights_dir):
+            remove_stale_temps(folder)
+        if repair_best(self.weights_dir) is not None:
+            self.log(f"note: {self.weights_dir / 'best.pt'} rebuilt from last.pt (the run stopped between the two)")
         if resuming:
             self.results_csv.keep_until(self.start_epoch)
         else:
@@ -240,14 +289,18 @@ class Trainer:
         self.log(self.describe())
         self.run_callbacks("on_train_start")
         t0 = time.perf_counter()
-        for epoch in range(self.start_epoch, self.cfg.train.epochs):
-            self.epoch = epoch
-            start = time.perf_counter()
-            losses = self.train_epoch(epoch)
-            self.run_callbacks("on_train_epoch_end")
-            final = epoch + 1 == self.cfg.train.epochs
-            self.metrics = self.validate() if final or (epoch + 1) % self.cfg.train.val_interval == 0 else None
-            self._end_epoch(epoch, losses, time.perf_counter() - start)
+        with self.stop:
+            for epoch in range(self.start_epoch, self.cfg.train.epochs):
+                self.epoch = epoch
+                start = time.perf_counter()
+                losses = self.train_epoch(epoch)
+                self.run_callbacks("on_train_epoch_end")
+                self._check_weights(f"epoch {epoch + 1}")
+                final = epoch + 1 == self.cfg.train.epochs
+                self.metrics = self.validate() if final or (epoch + 1) % self.cfg.train.val_interval == 0 else None
+                self._end_epoch(epoch, losses, time.perf_counter() - start)
+                if not final and any_rank(self.stop.requested):
+                    self._interrupted(f"after epoch {epoch + 1}")
         self.summary = self._summary(time.perf_counter() - t0)
         if self.tensorboard is not None:
             self.tensorboard.close()
@@ -279,27 +332,42 @@ class Trainer:
         if not self.scheduler.per_iter:
             self.scheduler.set(epoch)
         self.run_callbacks("on_train_epoch_start")
-        sums: dict[str, float] = {}
+        first = self.resume_step if epoch == self.start_epoch else 0  # batches done before a Ctrl-C
+        sums: dict[str, float] = dict(self.resume_sums) if first else {}
+        good, pending = first, 0  # batches whose loss went into `sums`; backward passes since the last step
         n_batches = len(self.train_loader)
+        self.train_loader.sampler.skip = first * self.batch_size
         self.optimizer.zero_grad(set_to_none=True)
         title = f"{self.command} {epoch + 1}/{tcfg.epochs}"
-        with EpochProgress(self.console if self.main else None, self.progress, title, n_batches) as bar:
-            for i, (images, masks) in enumerate(self.train_loader):
+        with EpochProgress(self.console if self.main else None, self.progress, title, n_batches) as bar, \
+                worker_errors():
+            for i, (images, masks) in enumerate(self.train_loader, start=first):
                 images = images.to(self.device, non_blocking=True)  # B×3×H×W
                 masks = masks.to(self.device, non_blocking=True)  # B×H×W
                 with self.precision.autocast():
                     terms = self.loss_terms(images, masks)
                 total = torch.stack([t.float() for t in terms.values()]).sum()
-                self.batch_losses = self._finite_values(terms, total, epoch, i)
-                self.scaler.scale(total / tcfg.accumulate).backward()
-                if (i + 1) % tcfg.accumulate == 0 or i + 1 == n_batches:
-                    self.optimizer_step()
-                for k, v in self.batch_losses.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                bar.update(images.shape[0], {k: v / (i + 1) for k, v in sums.items()}, self.scheduler.lr)
+                self.batch_losses = self._values(terms, total)
+                bad = self.divergence.bad_loss(self.batch_losses)
+                if any_rank(bool(bad)):  # every rank skips the same step (DDP)
+                    bad = bad or "a loss term on another rank is not finite"
+                    self.divergence.skip(bad, f"epoch {epoch + 1}, iteration {i + 1}")
+                else:
+                    self.scaler.scale(total / tcfg.accumulate).backward()
+                    good, pending = good + 1, pending + 1
+                    for k, v in self.batch_losses.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                boundary = (i + 1) % tcfg.accumulate == 0 or i + 1 == n_batches
+                if boundary and pending:
+                    self.optimizer_step(f"epoch {epoch + 1}, iteration {i + 1}")
+                    pending = 0
+                if boundary and i + 1 < n_batches and any_rank(self.stop.requested):
+                    self._interrupted(f"at epoch {epoch + 1}, iteration {i + 1}", step=i + 1, sums=sums)
+                bar.update(images.shape[0], {k: v / max(good, 1) for k, v in sums.items()}, self.scheduler.lr)
                 self.run_callbacks("on_train_batch_end")
         self.images_per_second = bar.images_per_second
-        return reduce_mean({k: v / n_batches for k, v in sums.items()})  # averaged over the ranks too
+        self.resume_step, self.resume_sums = 0, {}
+        return reduce_mean({k: v / max(good, 1) for k, v in sums.items()})  # averaged over the ranks too
 
     def loss_terms(self, images: Tensor, masks: Tensor) -> dict[str, Tensor]:
         """Weighted loss terms of one batch: the hard-label losses, then (distilling) the KD terms."""
@@ -312,25 +380,27 @@ class Trainer:
             terms.update(self.distiller(images, adapted))
         return terms
 
-    def _finite_values(self, terms: dict[str, Tensor], total: Tensor, epoch: int, i: int) -> dict[str, float]:
-        """Detached float values of every term plus `loss`; a NaN/Inf fails naming the term and where."""
+    @staticmethod
+    def _values(terms: dict[str, Tensor], total: Tensor) -> dict[str, float]:
+        """Detached float values of every term plus `loss` (their sum)."""
         values = torch.stack([t.detach().float() for t in terms.values()] + [total.detach()]).cpu().tolist()
-        named = dict(zip([*terms, "loss"], values))
-        for name, value in named.items():
-            if not math.isfinite(value):
-                raise JobFailed(
-                    f"loss term '{name}' is {value} at epoch {epoch + 1}, iteration {i + 1} "
-                    f"(lower train.lr, set train.clip_grad, or check the labels)"
-                )
-        return named
+        return dict(zip([*terms, "loss"], values))
 
-    def optimizer_step(self) -> None:
-        """lr for this step, unscale + clip, step, EMA update."""
+    def optimizer_step(self, where: str = "") -> None:
+        """lr for this step, unscale + clip, gradient check (a non-finite step is skipped), step, EMA update."""
         if self.scheduler.per_iter:
             self.scheduler.set(self.global_step)
+        norm = None
         if self.cfg.train.clip_grad:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(trainable_parameters(self.optimizer), self.cfg.train.clip_grad)
+            norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(self.optimizer), self.cfg.train.clip_grad)
+        bad = None if self.precision.scaled else self.divergence.bad_grads(trainable_parameters(self.optimizer), norm)
+        if bad:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            self.divergence.skip(bad, where)
+            return
+        self.divergence.ok()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -373,6 +443,35 @@ class Trainer:
             self.run_callbacks("on_model_save")
         self.run_callbacks("on_fit_epoch_end")
 
+    def _check_weights(self, when: str) -> None:
+        """Fail (keeping the saved checkpoints) when a weight of the model or its EMA copy is not finite."""
+        for label, module in (("model", self.model), ("EMA model", self.eval_model)):
+            name = first_nonfinite(module)
+            if name is not None:
+                kept = f"{self.weights_dir} keeps epoch {self.epoch}" if self.epoch else "nothing was saved yet"
+                raise JobFailed(f"{label} weight '{name}' is not finite {when}: not saved ({kept}); "
+                                f"{self.divergence.advice}")
+
+    def _interrupted(self, where: str, step: int = 0, sums: dict[str, float] | None = None) -> None:
+        """Save last.pt mid-epoch (Ctrl-C), then stop with the exact resume command (exit 130)."""
+        if step:
+            self._check_weights(where)
+            if self.main:
+                atomic_save(self._payload(self.epoch, training=True, epoch_step=step, epoch_sums=dict(sums or {})),
+                            self.weights_dir / "last.pt")
+        last = self.weights_dir / "last.pt"
+        raise Interrupted(f"interrupted {where}: saved {last}; resume with: segkd {self.command} resume={last}")
+
+    def _payload(self, epochs_done: int, training: bool = False, **extra: Any) -> dict[str, Any]:
+        """A checkpoint of the eval model; `training=True` adds what last.pt needs to resume."""
+        config = config_to_dict(self.cfg) | {"resume": None}
+        common = {"epoch": epochs_done, "best_fitness": self.best_fitness, "best_epoch": self.best_epoch,
+                  "metrics": self.metrics.summary() if self.metrics is not None else None}
+        if training:
+            common |= training_state(self.optimizer, self.scheduler, self.scaler, self.global_step, ema=self.ema,
+                                     model=self.model, adapters=self.distiller.adapters if self.distilling else None)
+        return checkpoint_payload(self.eval_model, config, **common, **extra)
+
     def _write_epoch(self, improved: bool) -> None:
         """results.csv row, plots, last.pt (+ best.pt, epochN.pt): main process only, checkpoints atomic."""
         self.results_csv.append(self.results)
@@ -382,18 +481,13 @@ class Trainer:
             self._plotted_at = now
         if self.tensorboard is not None:
             self.tensorboard.log(self.results)
-        config = config_to_dict(self.cfg) | {"resume": None}
-        common = {"epoch": self.epoch + 1, "best_fitness": self.best_fitness, "best_epoch": self.best_epoch,
-                  "metrics": self.metrics.summary() if self.metrics is not None else None}
-        state = training_state(self.optimizer, self.scheduler, self.scaler, self.global_step, ema=self.ema,
-                               model=self.model, adapters=self.distiller.adapters if self.distilling else None)
-        atomic_save(checkpoint_payload(self.eval_model, config, **common, **state), self.weights_dir / "last.pt")
+        done = self.epoch + 1
+        atomic_save(self._payload(done, training=True), self.weights_dir / "last.pt")  # first: see repair_best
         if improved:
-            atomic_save(checkpoint_payload(self.eval_model, config, **common), self.weights_dir / "best.pt")
+            atomic_save(self._payload(done), self.weights_dir / "best.pt")
         period = self.cfg.train.save_period
-        if period and (self.epoch + 1) % period == 0:
-            atomic_save(checkpoint_payload(self.eval_model, config, **common),
-                        self.weights_dir / f"epoch{self.epoch + 1}.pt")
+        if period and done % period == 0:
+            atomic_save(self._payload(done), self.weights_dir / f"epoch{done}.pt")
 
     def _summary(self, seconds: float) -> dict[str, Any]:
         weights = self.save_dir / "weights" if self.save_dir is not None else None

@@ -84,7 +84,8 @@ def test_usage_errors(tmp_path):
     assert result.exit_code == 2 and "--int8 needs --calib" in flat(result)
     result = runner.invoke(app, ["export", "-w", str(ckpt), "--imgsz", "big"])
     assert result.exit_code == 2 and "--imgsz big" in flat(result)
-    result = runner.invoke(app, ["export", "-w", str(ckpt), "--int8", "--calib", str(tmp_path), "--int8-ops", "fast"])
+    result = runner.invoke(app, ["export", "-w", str(ckpt), "--int8", "--calib", str(tmp_path / "calib"), "--int8-ops",
+                                 "fast"])
     assert result.exit_code == 2 and "int8 op set 'fast': expected auto, conv, all" in flat(result)
     assert not list(tmp_path.glob("*.onnx"))  # refused before any export
     fixed = fx.save_checkpoint(tmp_path / "fixed.pt", arch="deploy_tiny_fixed")

@@ -100,7 +100,7 @@ def test_resume_refuses_a_preset_and_result_changing_keys(tmp_path, voc, preset)
     last = tmp_path / "runs" / "train" / "x" / "weights" / "last.pt"
     result = runner.invoke(app, ["train", "--preset", str(preset), f"resume={last}"])
     assert result.exit_code == 2 and "drop --preset" in result.output
-    result = runner.invoke(app, ["train", f"resume={last}", "train.lr=0.5"])
-    assert result.exit_code == 2 and "'train.lr' cannot change when resuming" in result.output
+    result = runner.invoke(app, ["train", f"resume={last}", "train.batch_size=3"])
+    assert result.exit_code == 2 and "'train.batch_size' cannot change when resuming" in result.output
     result = runner.invoke(app, ["train", f"resume={last}"])
     assert result.exit_code == 2 and "already finished its 1 epochs" in result.output

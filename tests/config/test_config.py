@@ -95,3 +95,20 @@ def test_every_shipped_preset_validates(name):
 def test_out_of_range_values(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("fastsegformer-p", [override])
+
+
+def test_a_relative_base_file_is_found_beside_the_preset_not_in_the_working_directory(tmp_path, monkeypatch):
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    (folder / "parent.yaml").write_text("base: fastsegformer-p\ntrain:\n  epochs: 3\n")
+    (folder / "child.yaml").write_text("base: parent.yaml\ntrain:\n  lr: 0.5\n")
+    monkeypatch.chdir(tmp_path)  # parent.yaml is not in the working directory
+    cfg = load_config(str(folder / "child.yaml"))
+    assert (cfg.train.epochs, cfg.train.lr) == (3, 0.5)
+
+
+@pytest.mark.parametrize("override, message", [("train.seed=-1", "train.seed=-1 must be >= 0"),
+                                               ("train.nan_patience=0", "train.nan_patience=0 must be >= 1")])
+def test_seed_and_nan_patience_ranges(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("fastsegformer-p", [override])

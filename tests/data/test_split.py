@@ -112,7 +112,8 @@ def test_existing_lists_need_force(tmp_path: Path, trees):
 def test_plain_layout_writes_splits_folder(tmp_path: Path, trees):
     root = trees.make_plain(tmp_path / "plain", n=5)
     split_dataset(root, "3:1:1")
-    assert sorted(p.name for p in (root / "splits").iterdir()) == ["test.txt", "train.txt", "trainval.txt", "val.txt"]
+    assert sorted(p.name for p in (root / "splits").iterdir()) == [".segkd-outputs", "test.txt", "train.txt",
+                                                                  "trainval.txt", "val.txt"]
     assert len(read_split_list(root / "splits" / "train.txt")) == 3
 
 

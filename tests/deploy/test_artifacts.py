@@ -29,7 +29,9 @@ def test_fp32_fp16_int8_all_verified(tiny_ckpt, tiny_data, tmp_path):
     assert (r.miou_int8, r.ms_int8) == r.tried[r.op_set]
     note = report.artifacts[2].notes[-1]
     assert note.startswith("op set (auto): conv ") and note.endswith(f"→ kept {r.op_set}")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny.fp16.onnx", "tiny.int8.onnx", "tiny.onnx"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".segkd-outputs", "tiny.fp16.onnx", "tiny.int8.onnx",
+                                                                    "tiny.onnx"]
+    assert set((tmp_path / "out" / ".segkd-outputs").read_text().split()) == set(names)  # segkd wrote all three
 
 
 def test_int8_op_set_can_be_forced(tiny_ckpt, tiny_data, tmp_path):

@@ -43,11 +43,11 @@ if os.environ.get("SEGKD_TEST_FAIL_RANK") == str(RANK):
 if os.environ.get("SEGKD_TEST_GRADS_DIR"):
     step = engine.Trainer.optimizer_step
 
-    def step_saving_grads(self):
+    def step_saving_grads(self, *args, **kwargs):
         if self.global_step == 0:
             grads = {k: p.grad.detach().clone() for k, p in self.distiller.adapters.named_parameters()}
             torch.save(grads, Path(os.environ["SEGKD_TEST_GRADS_DIR"]) / f"rank{RANK}.pt")
-        step(self)
+        step(self, *args, **kwargs)
 
     engine.Trainer.optimizer_step = step_saving_grads
 

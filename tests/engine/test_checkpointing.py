@@ -10,6 +10,7 @@ from segkd.config import config_to_dict, load_config
 from segkd.engine.checkpointing import (
     atomic_save,
     read_resume_checkpoint,
+    repair_best,
     resume_config,
     rng_state,
     run_dir_of,
@@ -24,7 +25,7 @@ def test_atomic_save_replaces_and_leaves_no_temp_file(tmp_path):
     atomic_save({"a": torch.ones(2)}, path)
     atomic_save({"a": torch.zeros(2)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(2))
-    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [".segkd-outputs", "last.pt"]  # manifest, no temp
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path):
@@ -33,7 +34,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path):
     with pytest.raises(Exception):
         atomic_save({"epoch": 2, "bad": lambda: None}, path)  # not picklable: fails mid-write
     assert torch.load(path, weights_only=True) == {"epoch": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".segkd-outputs", "last.pt"]
 
 
 def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
@@ -70,8 +71,9 @@ def test_last_pt_loads_weights_only_and_resumes_its_config(tmp_path, tiny_preset
 
 def test_resume_refuses_keys_that_change_the_run(tmp_path, tiny_preset):
     path = _last_pt(tmp_path / "last.pt", tiny_preset)
-    with pytest.raises(ConfigError, match=r"'train.lr' cannot change when resuming"):
-        resume_config(path, {"train.lr": 0.1})
+    with pytest.raises(ConfigError, match=r"'train.epochs' cannot change when resuming"):
+        resume_config(path, {"train.epochs": 7})
+    assert resume_config(path, {"train.lr": 0.1}).train.lr == 0.1  # the NaN message's advice can be followed
 
 
 def test_best_pt_is_not_resumable(tmp_path, tiny_preset):
@@ -80,3 +82,18 @@ def test_best_pt_is_not_resumable(tmp_path, tiny_preset):
     atomic_save(checkpoint_payload(create_model("tiny_seg", num_classes=3), config_to_dict(cfg)), path)
     with pytest.raises(WeightsError, match=r"best.pt: no training state .*weights/last.pt"):
         read_resume_checkpoint(path)
+
+
+def test_repair_best_rebuilds_a_best_pt_that_a_crash_left_out(tmp_path):
+    weights = tmp_path / "weights"
+    model = {"w": torch.ones(2)}
+    last = {"format": "segkd", "model": model, "epoch": 3, "best_epoch": 3, "best_fitness": 0.5, "optimizer": {}}
+    atomic_save(last, weights / "last.pt")
+    atomic_save({"format": "segkd", "model": {"w": torch.zeros(2)}, "epoch": 2}, weights / "best.pt")  # older
+    assert repair_best(weights) == weights / "best.pt"
+    best = torch.load(weights / "best.pt", weights_only=True)
+    assert best["epoch"] == 3 and torch.equal(best["model"]["w"], model["w"]) and "optimizer" not in best
+    assert repair_best(weights) is None  # consistent now
+    atomic_save({**last, "epoch_step": 2}, weights / "last.pt")  # a mid-epoch (Ctrl-C) save: nothing to repair
+    (weights / "best.pt").unlink()
+    assert repair_best(weights) is None

@@ -7,6 +7,7 @@ logits at the input size). tests/commands/test_distill.py imports this file by p
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from pathlib import Path
 
@@ -339,3 +340,26 @@ def reachable_parameters(outputs: list[torch.Tensor]) -> set[int]:
             found.add(id(fn.variable))
         stack.extend(f for f, _ in fn.next_functions if f is not None)
     return found
+
+
+
+def test_two_seeded_distill_runs_give_bitwise_equal_last_pt(kd_setup):
+    """Adapters (NFD), teacher and student are built after seeding: the global RNG state before does not matter."""
+    cfg, _ = kd_setup
+    lasts = []
+    torch.use_deterministic_algorithms(True)
+    try:
+        for name, noise in (("a", 123), ("b", 456)):
+            torch.manual_seed(noise)  # a different global RNG state before each run
+            run_cfg = dataclasses.replace(cfg, name=name)
+            summary = Trainer(run_cfg, "distill", Distiller.from_config(run_cfg)).train()
+            lasts.append(torch.load(summary["last"], weights_only=True))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    a, b = lasts
+    for key in ("model", "distiller"):
+        assert a[key].keys() == b[key].keys()
+        for name, value in a[key].items():
+            assert torch.equal(value, b[key][name]), f"{key}.{name}"
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -49,7 +49,7 @@ def assert_one_run_with_eval_equal(proc: subprocess.CompletedProcess, runs: Path
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)  # rank 0's document only: a second one would not parse
     assert [p.name for p in (runs / command).iterdir()] == ["ddp"]
-    assert sorted(p.name for p in (runs / command / "ddp" / "weights").iterdir()) == ["best.pt", "last.pt"]
+    assert sorted(p.name for p in (runs / command / "ddp" / "weights").iterdir()) == [".segkd-outputs", "best.pt", "last.pt"]
     best = Path(summary["best"])
     cfg = eval_config(best, [f"project={runs.parent / 'eval_runs'}"])
     metrics, _ = run_eval(cfg, best, split="val", batch_size=2)

@@ -6,8 +6,9 @@ import torch
 from segkd.config import DataConfig
 from segkd.data.augment import build_train_transform
 from segkd.data.transforms import Preprocess
-from segkd.engine.loaders import AugmentedSamples, EpochSampler, build_train_loader, open_split, resolve_classes
-from segkd.errors import ConfigError
+from segkd.engine.loaders import (AugmentedSamples, EpochSampler, build_train_loader, open_split, resolve_classes,
+                                  worker_errors)
+from segkd.errors import ConfigError, DataError
 
 from .conftest import CLASSES, make_voc_tree
 
@@ -92,3 +93,19 @@ def test_classes_fall_back_to_config_then_generic_names(voc_root):
     assert resolve_classes(data, open_split(data, "train", 3), 3)[0] == ["class0", "class1", "class2"]
     with pytest.raises(ConfigError, match=r"data.classes lists 3 classes but model.num_classes=4"):
         resolve_classes(DataConfig(root=str(voc_root), classes=CLASSES), open_split(data, "train", 4), 4)
+
+
+class BrokenFiles(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        raise DataError(f"data/img{i}.png: unreadable image (not a decodable image file)")
+
+
+def test_a_worker_error_is_re_raised_as_the_original_one_line_error():
+    loader = torch.utils.data.DataLoader(BrokenFiles(), batch_size=2, num_workers=1)
+    with pytest.raises(DataError) as info:
+        with worker_errors():
+            next(iter(loader))
+    assert str(info.value) == "data/img0.png: unreadable image (not a decodable image file)"

@@ -166,8 +166,21 @@ if "nan_at_step" not in list_losses():
 
 def test_nan_loss_fails_naming_the_term_epoch_and_iteration(tmp_path, voc_root):
     loss = [{"name": "ce"}, {"name": "nan_at_step", "weight": 0.5, "step": 6}]
-    with pytest.raises(JobFailed, match=r"loss term 'nan_at_step' is nan at epoch 2, iteration 2"):
-        run(tmp_path, voc_root, loss=loss)
+    with pytest.raises(JobFailed, match=r"loss term 'nan_at_step' is nan at epoch 2, iteration 2, 1 non-finite "
+                                        r"step\(s\) in a row \(train.nan_patience=1\): lower train.lr"):
+        run(tmp_path, voc_root, ["train.nan_patience=1"], loss=loss)
+
+
+def test_non_finite_steps_are_skipped_with_a_warning_until_the_patience_runs_out(tmp_path, voc_root):
+    loss = [{"name": "ce"}, {"name": "nan_at_step", "weight": 0.5, "step": 6}]  # 4 steps/epoch: steps 6-8 NaN
+    console = Console(file=io.StringIO(), width=300)
+    trainer = Trainer(make_cfg(tmp_path, voc_root, loss=loss), console=console)
+    trainer.train()
+    log = console.file.getvalue()
+    assert "loss term 'nan_at_step' is nan at epoch 2, iteration 2: step skipped (1/10 in a row)" in log
+    assert "(3/10 in a row)" in log and trainer.divergence.skipped == 3
+    assert math.isfinite(trainer.results["train/loss"])  # the mean of the good step only
+    assert read_checkpoint(trainer.save_dir / "weights" / "last.pt")["epoch"] == 2
 
 
 def test_initial_weights_and_backbone_weights_come_from_local_files(tmp_path, voc_root):
