@@ -1,6 +1,7 @@
 """Presets: YAML files shipped in `segkd.presets` (the repo's presets/ folder), found by name or path.
 
-A preset may extend another with `base: NAME`; mappings merge key by key, lists and scalars replace.
+A preset may extend another with `base: NAME`; mappings merge key by key, lists and scalars replace. A preset
+that sets other `train.epochs` than its base scales the base's phases (`segkd.config.recipe`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from segkd.config.recipe import dotted_keys, scale_phases
 from segkd.errors import ConfigError
 
 PRESET_SUFFIX = ".yaml"
@@ -75,6 +77,9 @@ def resolve_preset(name_or_path: str, _chain: tuple[str, ...] = ()) -> dict:
     if base is not None:
         if not isinstance(base, str):
             raise ConfigError(f"{path}: base={base!r} is not a preset name")
-        data = deep_merge(resolve_preset(base, _chain + (str(path),)), data)
+        parent = resolve_preset(base, _chain + (str(path),))
+        merged = deep_merge(parent, data)
+        scale_phases(merged, (parent.get("train") or {}).get("epochs"), dotted_keys(data))
+        data = merged
     data["preset"] = path.stem
     return data

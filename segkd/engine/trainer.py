@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -43,6 +44,7 @@ from segkd.engine.ema import ModelEMA
 from segkd.engine.evaluator import evaluate_model
 from segkd.engine.loaders import AugmentedSamples, build_train_loader, open_split, resolve_classes
 from segkd.engine.metrics import SegMetrics
+from segkd.engine.plan import RunPlan
 from segkd.engine.optim import ParamGroupSpec, build_optimizer, model_param_groups, trainable_parameters
 from segkd.engine.progress import EpochProgress, epoch_line
 from segkd.engine.results import ResultsCSV, TensorBoardLogger, plot_results, tensorboard_available
@@ -103,7 +105,7 @@ class Trainer:
 
     def log(self, message: str) -> None:
         if self.console is not None and self.main:
-            self.console.print(message)
+            self.console.print(message, soft_wrap=True)  # one line per message: logs stay greppable
 
     # -- setup ----------------------------------------------------------------------------------------
     @property
@@ -128,6 +130,7 @@ class Trainer:
 
         k = cfg.model.num_classes
         self.train_set = open_split(cfg.data, cfg.data.train_split, k)
+        cfg.data.root = str(Path(cfg.data.root).resolve())  # checkpoints keep where the data was, from anywhere
         self.val_set = open_split(cfg.data, cfg.data.val_split, k)
         cfg.data.classes, cfg.data.palette = resolve_classes(cfg.data, self.train_set, k)
 
@@ -148,7 +151,6 @@ class Trainer:
             self.distiller.to(self.device)
 
         self.batch_size = self._kd_or_train("batch_size")
-        self.freeze_epochs = self._kd_or_train("freeze_epochs")
         self.input_size = tuple(self.distiller.train_input_size) if self.distilling else size_hw(cfg.data.input_size)
         rank, world_size = world()
         samples = AugmentedSamples(
@@ -169,8 +171,10 @@ class Trainer:
                 groups.append(ParamGroupSpec("adapters", adapters, cfg.distill.adapter_lr_mult))
         self.optimizer = build_optimizer(groups, tcfg)
         self.steps_per_epoch = math.ceil(len(self.train_loader) / tcfg.accumulate)
-        self.scheduler = Scheduler(self.optimizer, LRSchedule.from_config(tcfg, self.steps_per_epoch),
-                                   per_iter=tcfg.sched_step == "iter")
+        schedule = LRSchedule.from_config(tcfg, self.steps_per_epoch)
+        self.plan = RunPlan.from_config(cfg, schedule, self.steps_per_epoch, self._kd_or_train("freeze_epochs"))
+        self.freeze_epochs = self.plan.freeze_epochs  # 0 for a random backbone
+        self.scheduler = Scheduler(self.optimizer, schedule, per_iter=tcfg.sched_step == "iter")
         self.scaler = self.precision.grad_scaler()
         self.ema = ModelEMA(self.model, tcfg.ema_decay) if tcfg.ema else None
 
@@ -196,8 +200,9 @@ class Trainer:
         if resuming:
             self.save_dir = run_dir_of(cfg.resume)
         elif self.main:
-            self.save_dir = make_run_dir(cfg.project, self.command, cfg.name or cfg.preset or self.command,
-                                         cfg.exist_ok)
+            name = cfg.name or cfg.preset or self.command
+            self._made_run_dir = not (Path(cfg.project) / self.command / name).exists() or not cfg.exist_ok
+            self.save_dir = make_run_dir(cfg.project, self.command, name, cfg.exist_ok)
         if self.save_dir is None:
             return
         self.weights_dir = self.save_dir / "weights"
@@ -219,12 +224,28 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
-        """Run every remaining epoch; returns the summary (best mIoU and epoch, paths)."""
+        """Run every remaining epoch; returns the summary (best mIoU and epoch, paths).
+
+        A run that fails before it saved anything removes the run folder it made (no empty runs/train/x2/)."""
+        try:
+            return self._train()
+        except BaseException:
+            self._remove_unused_run_dir()
+            raise
+
+    def _remove_unused_run_dir(self) -> None:
+        made, weights = getattr(self, "_made_run_dir", False), getattr(self, "weights_dir", None)
+        if made and self.main and weights is not None and not any(p.is_file() for p in weights.rglob("*")):
+            shutil.rmtree(self.save_dir, ignore_errors=True)
+
+    def _train(self) -> dict[str, Any]:
         self.setup()
         if self.resume_rng is not None:
             set_rng_state(self.resume_rng)
             self.log(f"resuming {self.save_dir} from epoch {self.start_epoch + 1}/{self.cfg.train.epochs}")
         self.log(self.describe())
+        for line in (self.plan.line(), *self.plan.messages()):
+            self.log(line)
         self.run_callbacks("on_train_start")
         t0 = time.perf_counter()
         for epoch in range(self.start_epoch, self.cfg.train.epochs):
