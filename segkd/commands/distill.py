@@ -1,4 +1,7 @@
-"""`segkd distill`: train a student with the one trainer plus a frozen teacher and the preset's KD terms."""
+"""`segkd distill`: train a student with the one trainer plus a frozen teacher and the preset's KD terms.
+
+The engine (torch) is imported once the config is valid, so usage and config errors answer at once.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,6 @@ from rich.table import Table
 
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
 from segkd.config import Config, load_config, parse_overrides, size_hw
-from segkd.engine.checkpointing import resume_config
-from segkd.engine.distill import Distiller
-from segkd.engine.trainer import train
 from segkd.errors import ConfigError
 
 
@@ -30,17 +30,20 @@ def expand_aliases(overrides: dict[str, Any]) -> dict[str, Any]:
     return out_
 
 
-def distill_config(preset: str | None, data: str | None, overrides: list[str] | None) -> Config:
+def distill_config(preset: str | None, data: str | None, overrides: list[str] | None,
+                   notes: list[str] | None = None) -> Config:
     """The run's config: the preset + overrides, or (with resume=last.pt) the config saved in that run."""
     parsed = expand_aliases(parse_overrides(overrides or []))
     if data is not None:
         parsed["data.root"] = data
     if parsed.get("resume"):
+        from segkd.engine.checkpointing import resume_config  # torch: reads last.pt
+
         cfg = resume_config(parsed.pop("resume"), parsed)
     elif preset is None:
         raise ConfigError("segkd distill needs --preset NAME (a preset with a distill block), or resume=last.pt")
     else:
-        cfg = load_config(preset, parsed)
+        cfg = load_config(preset, parsed, notes)
     if cfg.distill is None:
         raise ConfigError(
             f"preset '{cfg.preset}' has no distill block (teacher + terms): pick one marked KD in `segkd presets`"
@@ -59,14 +62,24 @@ def main(
 ) -> None:
     """Distill a teacher into a student: hard labels + the preset's weighted KD terms, one column each.
 
-    The teacher is [bold]distill.teacher[/] (a preset + weights, or a segkd checkpoint); [bold]teacher.weights=FILE[/]
-    is short for distill.teacher.weights=FILE. Checkpoints hold the student only, so eval/predict/export take
-    best.pt as they take a trained one.
+    The teacher is [bold]distill.teacher[/]: a segkd checkpoint (it rebuilds itself and sees the images at the
+    size it was trained at, unless distill.teacher.input_size is set), or a preset + foreign weights.
+    [bold]teacher.weights=FILE[/] is short for distill.teacher.weights=FILE. distill.normalize=true divides each
+    KD term by its starting value; the first step prints each term against the hard-label loss. Checkpoints hold
+    the student only, so eval/predict/export take best.pt as they take a trained one.
 
     Example: [bold]segkd distill --preset fastsegformer-p-kd2 --data demo/oranges teacher.weights=runs/train/swin-t-att-unet/weights/best.pt[/]
     """
-    cfg = distill_config(preset, data, overrides)
-    distiller = Distiller.from_config(cfg, allow_random_teacher=random_teacher)
+    notes: list[str] = []
+    cfg = distill_config(preset, data, overrides, notes)
+    for note in notes:
+        err.print(f"note: {note}", markup=False, soft_wrap=True)
+    from segkd.engine.distill import Distiller  # torch: after the config is valid
+    from segkd.engine.trainer import train
+
+    size_given = any(a.split("=")[0] in ("distill.teacher.input_size", "teacher.input_size") for a in overrides or [])
+    distiller = Distiller.from_config(cfg, allow_random_teacher=random_teacher,
+                                      teacher_size_from_checkpoint=not size_given and cfg.resume is None)
     if cfg.distill.teacher.weights is None:
         err.print("[yellow]warning:[/] the teacher is untrained (--random-teacher): this run only tests the pipeline")
     (th, tw), (sh, sw) = distiller.teacher_size, distiller.student_size

@@ -1,21 +1,25 @@
-"""`segkd train`: train a preset's model on a dataset folder; runs/train/<name>/ holds weights, results, plots."""
+"""`segkd train`: train a preset's model on a dataset folder; runs/train/<name>/ holds weights, results, plots.
+
+The engine (torch) is imported once the config is valid, so usage and config errors answer at once.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
 
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
 from segkd.config import Config, load_config, parse_overrides
-from segkd.engine.checkpointing import resume_config
-from segkd.engine.eval_report import metrics_table
-from segkd.engine.trainer import Trainer
 from segkd.errors import ConfigError
 
+if TYPE_CHECKING:
+    from segkd.engine.trainer import Trainer
 
-def run_config(preset: Optional[str], data: Optional[str], overrides: list[str] | None) -> Config:
+
+def run_config(preset: Optional[str], data: Optional[str], overrides: list[str] | None,
+               notes: list[str] | None = None) -> Config:
     """The config a train/distill command runs: a preset + --data + overrides, or a last.pt to resume."""
     parsed = parse_overrides(overrides or [])
     if data is not None:
@@ -24,14 +28,18 @@ def run_config(preset: Optional[str], data: Optional[str], overrides: list[str] 
     if resume:
         if preset is not None:
             raise ConfigError("resume=FILE continues the run saved in FILE: drop --preset")
+        from segkd.engine.checkpointing import resume_config  # torch: reads last.pt
+
         return resume_config(resume, parsed)
     if preset is None:
         raise ConfigError("--preset NAME is required (see `segkd presets`), or resume=runs/train/<name>/weights/last.pt")
-    return load_config(preset, parsed)
+    return load_config(preset, parsed, notes)
 
 
 def show_validation(trainer: Trainer) -> None:
     """on_fit_epoch_end: the per-class table after each validation (stderr)."""
+    from segkd.engine.eval_report import metrics_table
+
     if trainer.metrics is not None:
         err.print(metrics_table(trainer.metrics, title=f"val, epoch {trainer.epoch + 1}/{trainer.cfg.train.epochs}"))
 
@@ -63,9 +71,17 @@ def main(
 ) -> None:
     """Train a model from a preset; weights, results.csv and plots go to runs/train/<name>/.
 
-    Resume an interrupted run with [bold]resume=runs/train/<name>/weights/last.pt[/] (its saved config is used).
+    Setting train.epochs scales the preset's warm-up, min-lr tail and backbone freeze to the run (3 warm-up
+    epochs of 1000 become 0.06 of 20); the plan line shows them. A backbone is frozen only when it was loaded
+    (model.backbone_weights or model.weights). Resume an interrupted run with
+    [bold]resume=runs/train/<name>/weights/last.pt[/] (its saved config is used).
 
     Example: [bold]segkd train --preset fastsegformer-p --data demo/oranges train.epochs=50[/]
     """
-    cfg = run_config(preset, data, overrides)
+    notes: list[str] = []
+    cfg = run_config(preset, data, overrides, notes)
+    for note in notes:
+        err.print(f"note: {note}", markup=False, soft_wrap=True)
+    from segkd.engine.trainer import Trainer  # torch: after the config is valid
+
     run_command(Trainer(cfg, "train", progress=progress_enabled(), console=err), as_json)
