@@ -1,4 +1,8 @@
-"""`segkd bench`: latency, FPS, params, GFLOPs, memory (and mIoU) per model × backend, with the protocol stated."""
+"""`segkd bench`: latency, FPS, params, GFLOPs, memory (and mIoU) per model × backend, with the protocol stated.
+
+With nothing named it benchmarks the most recent run's best.pt under runs/, or the FastSegFormer pair when there
+is none. The engine (torch) is imported once the options are valid.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,11 @@ import typer
 from rich.table import Table
 
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
-from segkd.commands.export import parse_size
-from segkd.deploy.bench import BACKENDS, BenchOptions, BenchRow, bench, load_targets
-from segkd.deploy.bench_report import (
-    COLUMNS,
-    append_log,
-    bench_document,
-    cell,
-    plot_scatter,
-    protocol_header,
-    write_csv,
-    write_json,
-)
-from segkd.deploy.predictor import pick_device
-from segkd.deploy.timing import Protocol
-from segkd.engine.runs import make_run_dir
+from segkd.engine.runs import latest_weights, make_run_dir
 from segkd.errors import ConfigError
+
+#: what `segkd bench` times when nothing is named and runs/ holds no best.pt
+DEFAULT_PRESETS = ["fastsegformer-p", "fastsegformer-e"]
 
 
 def _names(values: list[str] | str | None) -> list[str]:
@@ -64,17 +57,36 @@ def main(
     Defaults follow MMSegmentation's benchmark: 5 warm-up calls, then at least 100 timed calls and 2 s, batch 1,
     model only; --e2e adds decode, preprocessing and postprocessing.
 
+    With no --preset or --weights it times the most recent runs/*/*/weights/best.pt (and says which), or the
+    FastSegFormer-P/-E pair when there is none.
+
     Example: [bold]segkd bench --preset fastsegformer-p,segformer-b0 --imgsz 224 --threads 2[/]
     """
     if fp16 and bf16:
         raise ConfigError("--fp16 and --bf16 exclude each other")
+    from segkd.deploy.bench import BACKENDS  # torch: after the options are valid
+
+    presets, weights = _names(preset), _names(weights)
+    if not presets and not weights:
+        latest = latest_weights("runs")
+        weights = [str(latest)] if latest is not None else []
+        presets = [] if latest is not None else DEFAULT_PRESETS
+        err.print(f"no --preset or --weights: benchmarking {latest or ' and '.join(presets)}"
+                  + (" (the most recent run's best.pt)" if latest else " (no best.pt under runs/)"),
+                  markup=False, soft_wrap=True)
     backends = tuple(_names(backend))
     for b in backends:
         if b not in BACKENDS:
             raise ConfigError(f"--backend {b}: choose from {', '.join(BACKENDS)}")
     if data is not None and not data.is_dir():
         raise ConfigError(f"--data {data}: not a folder")
-    targets = load_targets(_names(preset), _names(weights), overrides or None)
+    from segkd.commands.export import parse_size
+    from segkd.deploy.bench import BenchOptions, bench, load_targets
+    from segkd.deploy.bench_report import append_log, bench_document, plot_scatter, protocol_header, write_csv, write_json
+    from segkd.deploy.predictor import pick_device
+    from segkd.deploy.timing import Protocol
+
+    targets = load_targets(presets, weights, overrides or None)
     run_dir = make_run_dir("runs", "bench", name or targets[0].name)
     opts = BenchOptions(backends, parse_size(imgsz), batch, "fp16" if fp16 else "bf16" if bf16 else "fp32", e2e,
                         pick_device(device), threads, Protocol(warmup, iters, min_time), data, run_dir)
@@ -98,7 +110,10 @@ def main(
     err.print(f"results: {', '.join(str(f) for f in files)}")
 
 
-def results_table(rows: list[BenchRow]) -> Table:
+def results_table(rows: list) -> Table:
+    """One row per BenchRow, the columns of `segkd.deploy.bench_report.COLUMNS`."""
+    from segkd.deploy.bench_report import COLUMNS, cell
+
     table = Table(title="segkd bench")
     for field, header, _ in COLUMNS:
         table.add_column(header, justify="left" if field in ("model", "backend", "dtype", "status") else "right")

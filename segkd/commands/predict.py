@@ -12,7 +12,7 @@ from segkd.commands.common import err, out, print_json, progress_enabled
 from segkd.deploy.predict import PredictOptions, PredictReport, predict_sources
 from segkd.deploy.predictor import Predictor
 from segkd.deploy.visualize import MIXES
-from segkd.engine.runs import make_run_dir
+from segkd.engine.runs import make_run_dir, weights_run_name
 from segkd.errors import ConfigError, DataError, JobFailed
 
 
@@ -29,7 +29,9 @@ def main(
 ) -> None:
     """Segment images, folders, globs and videos; write label PNGs and pictures (exit 1 if an input failed).
 
-    Writes labels/<name>.png (class indices, palette PNG), <mix>/<name>.jpg and <video>_<mix>.mp4.
+    Writes labels/<name>.png (class indices, palette PNG), <mix>/<name>.jpg and <video>_<mix>.mp4 to --out or
+    runs/predict/<run>/, named after the weights' run (runs/train/x/weights/best.pt -> x; else the checkpoint's
+    name) and reused by the next prediction with the same weights (exist_ok: files of the same name are replaced).
     Unreadable inputs are warned about and skipped: exit code 1 when any input failed, 2 when none was readable.
 
     Example: [bold]segkd predict --weights runs/train/fastsegformer-p/weights/best.pt photos/ clip.mp4 --count[/]
@@ -39,7 +41,8 @@ def main(
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"--alpha {alpha}: must lie in [0, 1]")
     predictor = Predictor.load(weights, device)
-    folder = Path(out_dir) if out_dir else make_run_dir("runs", "predict", predictor.name)
+    folder = Path(out_dir) if out_dir else make_run_dir("runs", "predict", weights_run_name(weights) or predictor.name,
+                                                            exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     err.print(f"predict: {weights} via {predictor.backend} on {predictor.device}, input "
               f"{'×'.join(map(str, predictor.meta.input_size))} ({predictor.meta.resize})")
