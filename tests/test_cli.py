@@ -48,6 +48,8 @@ def test_help_and_light_commands_start_without_torch():
     ["train", "--epochs", "3"],  # a usage error
     ["distill", "--preset", "fastsegformer-p", "train.epoch=3"],  # a config error
     ["eval"],  # a required option missing
+    ["export"],
+    ["predict", "photo.jpg"],
     ["bench", "--fp16", "--bf16"],
 ])
 def test_usage_and_config_errors_answer_without_importing_torch(args):

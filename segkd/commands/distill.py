@@ -75,7 +75,12 @@ def main(
     for note in notes:
         err.print(f"note: {note}", markup=False, soft_wrap=True)
     from segkd.engine.distill import Distiller  # torch: after the config is valid
+    from segkd.engine.loaders import adopt_dataset_classes
     from segkd.engine.trainer import train
+
+    if cfg.resume is None:
+        for note in adopt_dataset_classes(cfg, set(expand_aliases(parse_overrides(overrides or [])))):
+            err.print(f"note: {note}", markup=False, soft_wrap=True)
 
     size_given = any(a.split("=")[0] in ("distill.teacher.input_size", "teacher.input_size") for a in overrides or [])
     distiller = Distiller.from_config(cfg, allow_random_teacher=random_teacher,

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json
-from segkd.deploy.artifacts import ExportReport, ExportRequest, export_artifacts
-from segkd.deploy.loading import load_model
-from segkd.deploy.predictor import pick_device
 from segkd.errors import ConfigError, JobFailed
+
+if TYPE_CHECKING:
+    from segkd.deploy.artifacts import ExportReport
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -57,6 +57,10 @@ def main(
 
     Example: [bold]segkd export --weights runs/train/fastsegformer-p/weights/best.pt --dynamic --int8 --calib data/oranges[/]
     """
+    from segkd.deploy.artifacts import ExportRequest, export_artifacts  # torch: after the options are valid
+    from segkd.deploy.loading import load_model
+    from segkd.deploy.predictor import pick_device
+
     loaded = load_model(weights, preset, overrides or None)
     target = out_path or Path(weights).with_suffix(".onnx")
     if target.resolve() == Path(weights).resolve():

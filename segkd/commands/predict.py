@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from segkd.commands.common import err, out, print_json, progress_enabled
-from segkd.deploy.predict import PredictOptions, PredictReport, predict_sources
-from segkd.deploy.predictor import Predictor
 from segkd.deploy.visualize import MIXES
 from segkd.engine.runs import make_run_dir, weights_run_name
 from segkd.errors import ConfigError, DataError, JobFailed
+
+if TYPE_CHECKING:
+    from segkd.deploy.predict import PredictReport
 
 
 def main(
@@ -40,6 +41,9 @@ def main(
         raise ConfigError(f"--mix {mix}: choose from {', '.join(MIXES)}")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"--alpha {alpha}: must lie in [0, 1]")
+    from segkd.deploy.predict import PredictOptions, predict_sources  # torch: after the options are valid
+    from segkd.deploy.predictor import Predictor
+
     predictor = Predictor.load(weights, device)
     folder = Path(out_dir) if out_dir else make_run_dir("runs", "predict", weights_run_name(weights) or predictor.name,
                                                             exist_ok=True)

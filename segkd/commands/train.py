@@ -73,7 +73,8 @@ def main(
 
     Setting train.epochs scales the preset's warm-up, min-lr tail and backbone freeze to the run (3 warm-up
     epochs of 1000 become 0.06 of 20); the plan line shows them. A backbone is frozen only when it was loaded
-    (model.backbone_weights or model.weights). Resume an interrupted run with
+    (model.backbone_weights or model.weights). The class count, names and palette come from the data's
+    classes.txt unless given as overrides. Resume an interrupted run with
     [bold]resume=runs/train/<name>/weights/last.pt[/] (its saved config is used).
 
     Example: [bold]segkd train --preset fastsegformer-p --data demo/oranges train.epochs=50[/]
@@ -82,6 +83,11 @@ def main(
     cfg = run_config(preset, data, overrides, notes)
     for note in notes:
         err.print(f"note: {note}", markup=False, soft_wrap=True)
-    from segkd.engine.trainer import Trainer  # torch: after the config is valid
+    from segkd.engine.loaders import adopt_dataset_classes  # torch: after the config is valid
+    from segkd.engine.trainer import Trainer
+
+    if cfg.resume is None:
+        for note in adopt_dataset_classes(cfg, set(parse_overrides(overrides or []))):
+            err.print(f"note: {note}", markup=False, soft_wrap=True)
 
     run_command(Trainer(cfg, "train", progress=progress_enabled(), console=err), as_json)
