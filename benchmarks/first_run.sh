@@ -14,7 +14,7 @@ mkdir -p "$work" && cd "$work"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" CI=1
 segkd() { python -m segkd "$@"; }
 
-echo "# segkd first run in $work ($(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+echo "# segkd first run in $work ($(getconf _NPROCESSORS_ONLN) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
      "torch threads: ${OMP_NUM_THREADS:-all}, load average at start: $(cut -d' ' -f1 /proc/loadavg))"
 start=$(date +%s.%N)
 segkd demo --out demo --json > demo.json
@@ -46,6 +46,6 @@ else:
     print(lines[-1][:150] if lines else "done")
 PY
 )
-  printf '%-8s %8.1f  %s\n' "$(echo "$cmd" | cut -d' ' -f2)" "$wall" "$result"
+  printf '%-8s %8.1f  %s\n' "$n $(echo "$cmd" | cut -d' ' -f2)" "$wall" "$result"
   echo "         \$ $cmd"
 done < commands.txt
