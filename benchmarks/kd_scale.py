@@ -23,6 +23,7 @@ from rich.table import Table
 from segkd.config import load_config
 from segkd.engine.distill import Distiller
 from segkd.engine.trainer import Trainer
+from segkd.errors import SegkdError
 
 PRESETS = ["fastsegformer-p-kd1", "fastsegformer-p-kd2", "fastsegformer-e-kd2", "sekd", "sekd-su", "sekd-ct",
            "segformer-b2-cwd-fastsegformer-e"]
@@ -60,10 +61,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    rows = [first_step_terms(p, args.data, s, args.batch) for s in args.sizes.split(",")
-            for p in args.presets.split(",")]
+    rows, skipped = [], []
+    for size in args.sizes.split(","):
+        for preset in args.presets.split(","):
+            try:
+                rows.append(first_step_terms(preset, args.data, size, args.batch))
+            except SegkdError as e:  # e.g. FastSegFormer-E runs at 224 only
+                skipped.append(f"{preset} at {size}: {e}")
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"rows": rows, "skipped": skipped}, indent=2))
         return
     table = Table(title="KD terms at the first step (random teacher and student)")
     for col in ("preset", "teacher", "student", "hard loss", "term", "raw", "weight", "weighted", "× hard"):
@@ -75,6 +81,8 @@ def main() -> None:
                           "×".join(map(str, r["student"])) if first else "", f"{r['hard']:.3g}" if first else "",
                           name, f"{t['raw']:.3g}", f"{t['weight']:g}", f"{t['weighted']:.3g}", f"{t['x_hard']:.3g}")
     Console(width=160).print(table)
+    for line in skipped:
+        print(f"skipped {line}")
     print(f"device cpu · fp32 · batch {args.batch} · data {args.data} · sizes {args.sizes}")
 
 

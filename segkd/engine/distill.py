@@ -179,7 +179,7 @@ class Distiller:
         self.student_size = student_size
         self.teacher_size = teacher.input_size
         self.teacher_metrics: dict[str, float] | None = None  # filled by `evaluate_teacher`
-        self.last_raw: dict[str, float] = {}  # each term's unweighted value at the last batch
+        self.last_raw: dict[str, Tensor] = {}  # each term's unweighted value at the last batch
         self.scale_reported = False
         # images arrive normalised for the student; the teacher gets x·std_s + mean_s, renormalised with its own
         self._renorm = None
@@ -268,7 +268,7 @@ class Distiller:
             students = [adapter(student_taps[s]) for adapter, (s, _) in zip(adapters, term.pairs)]
             teachers = [teacher_taps[t] for _, t in term.pairs]
             raw[term.name] = term.loss(students, teachers)
-        self.last_raw = {k: float(v.detach()) for k, v in raw.items()}
+        self.last_raw = {k: v.detach() for k, v in raw.items()}  # no device sync: read by `report_scale` once
         if "kd_scales" in self.adapters:
             raw = self.adapters["kd_scales"](raw)
         return {term.name: term.weight * raw[term.name] for term in self.terms}
@@ -288,7 +288,7 @@ class Distiller:
         parts, loud = [f"hard-label loss {hard:.3g}"], []
         for term in self.terms:
             value, ratio = losses[term.name], losses[term.name] / max(hard, 1e-12)
-            parts.append(f"{term.name} {self.last_raw[term.name]:.3g} ×{term.weight:g}"
+            parts.append(f"{term.name} {float(self.last_raw[term.name]):.3g} ×{term.weight:g}"
                          + (" /normalised" if "kd_scales" in self.adapters else "") + f" = {value:.3g} ({ratio:.2g}×)")
             if ratio > DWARFS and "kd_scales" not in self.adapters:
                 loud.append(term.name)

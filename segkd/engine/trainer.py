@@ -44,8 +44,8 @@ from segkd.engine.ema import ModelEMA
 from segkd.engine.evaluator import evaluate_model
 from segkd.engine.loaders import AugmentedSamples, build_train_loader, open_split, resolve_classes
 from segkd.engine.metrics import SegMetrics
-from segkd.engine.plan import RunPlan
 from segkd.engine.optim import ParamGroupSpec, build_optimizer, model_param_groups, trainable_parameters
+from segkd.engine.plan import RunPlan
 from segkd.engine.progress import EpochProgress, epoch_line
 from segkd.engine.results import ResultsCSV, TensorBoardLogger, plot_results, tensorboard_available
 from segkd.engine.runs import make_run_dir
@@ -91,6 +91,7 @@ class Trainer:
         self.results: dict[str, Any] = {}  # the last results.csv row
         self.summary: dict[str, Any] = {}
         self.save_dir: Path | None = None
+        self._made_run_dir = False  # this run created save_dir (so a failure before any checkpoint removes it)
         self.tensorboard: TensorBoardLogger | None = None
         self.resume_rng: dict | None = None
         self._plotted_at = -math.inf
@@ -234,8 +235,9 @@ class Trainer:
             raise
 
     def _remove_unused_run_dir(self) -> None:
-        made, weights = getattr(self, "_made_run_dir", False), getattr(self, "weights_dir", None)
-        if made and self.main and weights is not None and not any(p.is_file() for p in weights.rglob("*")):
+        weights = getattr(self, "weights_dir", None)
+        saved = weights is not None and any(p.is_file() for p in weights.rglob("*"))
+        if self._made_run_dir and self.main and self.save_dir is not None and not saved:
             shutil.rmtree(self.save_dir, ignore_errors=True)
 
     def _train(self) -> dict[str, Any]:
