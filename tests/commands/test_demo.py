@@ -59,3 +59,9 @@ def test_printed_train_and_distill_commands_resolve_to_valid_configs(tmp_path: P
         cfg = load_config(preset, overrides)
         assert cfg.data.input_size == 128 and cfg.train.lr == 1e-3 and [s["name"] for s in cfg.loss] == ["ce", "dice"]
         assert cfg.train.warmup_epochs < 0.1  # the 1000-epoch recipe's phases scaled to the run
+
+
+def test_readme_story_is_what_the_demo_prints():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("Run them in order from the same folder:\n\n```bash\n", 1)[1].split("```", 1)[0]
+    assert block.splitlines() == next_commands(DemoRun(Path("demo")))
