@@ -78,13 +78,12 @@ def main(
     from segkd.engine.loaders import adopt_dataset_classes
     from segkd.engine.trainer import train
 
+    given = set(expand_aliases(parse_overrides(overrides or [])))  # keys set on the command line
     if cfg.resume is None:
-        for note in adopt_dataset_classes(cfg, set(expand_aliases(parse_overrides(overrides or [])))):
+        for note in adopt_dataset_classes(cfg, given):
             err.print(f"note: {note}", markup=False, soft_wrap=True)
-
-    size_given = any(a.split("=")[0] in ("distill.teacher.input_size", "teacher.input_size") for a in overrides or [])
-    distiller = Distiller.from_config(cfg, allow_random_teacher=random_teacher,
-                                      teacher_size_from_checkpoint=not size_given and cfg.resume is None)
+    distiller = Distiller.from_config(cfg, allow_random_teacher=random_teacher, teacher_size_from_checkpoint=(
+        cfg.resume is None and "distill.teacher.input_size" not in given))
     if cfg.distill.teacher.weights is None:
         err.print("[yellow]warning:[/] the teacher is untrained (--random-teacher): this run only tests the pipeline")
     (th, tw), (sh, sw) = distiller.teacher_size, distiller.student_size
