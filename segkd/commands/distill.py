@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from segkd import engine
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
 from segkd.config import Config, load_config, parse_overrides, size_hw
 from segkd.errors import ConfigError
@@ -37,9 +38,7 @@ def distill_config(preset: str | None, data: str | None, overrides: list[str] | 
     if data is not None:
         parsed["data.root"] = data
     if parsed.get("resume"):
-        from segkd.engine.checkpointing import resume_config  # torch: reads last.pt
-
-        cfg = resume_config(parsed.pop("resume"), parsed)
+        cfg = engine.checkpointing.resume_config(parsed.pop("resume"), parsed)  # torch: reads last.pt
     elif preset is None:
         raise ConfigError("segkd distill needs --preset NAME (a preset with a distill block), or resume=last.pt")
     else:
@@ -74,16 +73,13 @@ def main(
     cfg = distill_config(preset, data, overrides, notes)
     for note in notes:
         err.print(f"note: {note}", markup=False, soft_wrap=True)
-    from segkd.engine.distill import Distiller  # torch: after the config is valid
-    from segkd.engine.loaders import adopt_dataset_classes
-    from segkd.engine.trainer import train
-
     given = set(expand_aliases(parse_overrides(overrides or [])))  # keys set on the command line
-    if cfg.resume is None:
-        for note in adopt_dataset_classes(cfg, given):
+    if cfg.resume is None:  # torch from here: the config is valid
+        for note in engine.loaders.adopt_dataset_classes(cfg, given):
             err.print(f"note: {note}", markup=False, soft_wrap=True)
-    distiller = Distiller.from_config(cfg, allow_random_teacher=random_teacher, teacher_size_from_checkpoint=(
-        cfg.resume is None and "distill.teacher.input_size" not in given))
+    from_checkpoint = cfg.resume is None and "distill.teacher.input_size" not in given
+    distiller = engine.distill.Distiller.from_config(cfg, allow_random_teacher=random_teacher,
+                                                     teacher_size_from_checkpoint=from_checkpoint)
     if cfg.distill.teacher.weights is None:
         err.print("[yellow]warning:[/] the teacher is untrained (--random-teacher): this run only tests the pipeline")
     (th, tw), (sh, sw) = distiller.teacher_size, distiller.student_size
@@ -91,7 +87,7 @@ def main(
               f"student {cfg.model.arch} at {sh}×{sw}", markup=False, soft_wrap=True)
     for line in distiller.describe():
         err.print(f"  {line}", markup=False, soft_wrap=True)
-    summary = train(cfg, distiller=distiller, progress=progress_enabled(), console=err,
+    summary = engine.trainer.train(cfg, distiller=distiller, progress=progress_enabled(), console=err,
                     callbacks=distiller.callbacks())
     summary["teacher"] = {"arch": distiller.teacher_arch, "weights": distiller.teacher_spec.source,
                           "input_size": list(distiller.teacher_size), "val": distiller.teacher_metrics}

@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from segkd import engine
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
 from segkd.engine.runs import weights_run_name
 from segkd.errors import ConfigError, DataError
@@ -61,10 +62,7 @@ def main(
     scales, flip = parse_tta(tta)
     extra = list(overrides or []) + ([f"eval.absent={absent}"] if absent is not None else [])
     given = {o.partition("=")[0] for o in extra}
-    from segkd.engine.eval_report import metrics_table, summary_line  # torch: after the options are valid
-    from segkd.engine.evaluator import eval_config, run_eval
-
-    cfg = eval_config(weights, extra, preset)
+    cfg = engine.evaluator.eval_config(weights, extra, preset)  # torch from here: the options are valid
     if "name" not in given:
         cfg.name = weights_run_name(weights) or cfg.name
     if "exist_ok" not in given:
@@ -73,11 +71,11 @@ def main(
         cfg.data.root = str(data)
     elif cfg.data.root and not Path(cfg.data.root).is_dir():
         raise DataError(f"{cfg.data.root}: the data {weights} was trained on is not there: pass --data DIR")
-    metrics, run_dir = run_eval(cfg, weights, split=split, tta_scales=scales, flip=flip, slide=slide,
+    metrics, run_dir = engine.evaluator.run_eval(cfg, weights, split=split, tta_scales=scales, flip=flip, slide=slide,
                                 batch_size=batch, progress=progress_enabled() and not json_out)
     if json_out:
         print_json(json.loads((run_dir / "metrics.json").read_text()) | {"run_dir": str(run_dir)})
         return
-    out.print(metrics_table(metrics, title=f"{cfg.name} · {split} split · {weights}"))
-    out.print(summary_line(metrics))
+    out.print(engine.eval_report.metrics_table(metrics, title=f"{cfg.name} · {split} split · {weights}"))
+    out.print(engine.eval_report.summary_line(metrics))
     err.print(f"results saved to [bold]{run_dir}[/]")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
+from segkd import deploy
 from segkd.commands.common import err, out, print_json, progress_enabled
 from segkd.deploy.visualize import MIXES
 from segkd.engine.runs import make_run_dir, weights_run_name
@@ -41,17 +42,15 @@ def main(
         raise ConfigError(f"--mix {mix}: choose from {', '.join(MIXES)}")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"--alpha {alpha}: must lie in [0, 1]")
-    from segkd.deploy.predict import PredictOptions, predict_sources  # torch: after the options are valid
-    from segkd.deploy.predictor import Predictor
-
-    predictor = Predictor.load(weights, device)
+    predictor = deploy.predictor.Predictor.load(weights, device)  # torch from here: the options are valid
     folder = Path(out_dir) if out_dir else make_run_dir("runs", "predict", weights_run_name(weights) or predictor.name,
                                                             exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     err.print(f"predict: {weights} via {predictor.backend} on {predictor.device}, input "
               f"{'×'.join(map(str, predictor.meta.input_size))} ({predictor.meta.resize})")
-    report = predict_sources(predictor, sources, folder, PredictOptions(mix, alpha, batch, count),
-                             warn=lambda msg: err.print(f"[yellow]warning:[/] {msg}"), progress=progress_enabled())
+    options = deploy.predict.PredictOptions(mix, alpha, batch, count)
+    report = deploy.predict.predict_sources(predictor, sources, folder, options, progress=progress_enabled(),
+                                            warn=lambda msg: err.print(f"[yellow]warning:[/] {msg}"))
     if as_json:
         print_json(report_json(report, predictor.classes))
     elif count and report.images:

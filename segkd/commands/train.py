@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 from rich.table import Table
 
+from segkd import engine
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
 from segkd.config import Config, load_config, parse_overrides
 from segkd.errors import ConfigError
@@ -28,9 +29,7 @@ def run_config(preset: Optional[str], data: Optional[str], overrides: list[str] 
     if resume:
         if preset is not None:
             raise ConfigError("resume=FILE continues the run saved in FILE: drop --preset")
-        from segkd.engine.checkpointing import resume_config  # torch: reads last.pt
-
-        return resume_config(resume, parsed)
+        return engine.checkpointing.resume_config(resume, parsed)  # torch: reads last.pt
     if preset is None:
         raise ConfigError("--preset NAME is required (see `segkd presets`), or resume=runs/train/<name>/weights/last.pt")
     return load_config(preset, parsed, notes)
@@ -38,10 +37,9 @@ def run_config(preset: Optional[str], data: Optional[str], overrides: list[str] 
 
 def show_validation(trainer: Trainer) -> None:
     """on_fit_epoch_end: the per-class table after each validation (stderr)."""
-    from segkd.engine.eval_report import metrics_table
-
     if trainer.metrics is not None:
-        err.print(metrics_table(trainer.metrics, title=f"val, epoch {trainer.epoch + 1}/{trainer.cfg.train.epochs}"))
+        title = f"val, epoch {trainer.epoch + 1}/{trainer.cfg.train.epochs}"
+        err.print(engine.eval_report.metrics_table(trainer.metrics, title=title))
 
 
 def run_command(trainer: Trainer, as_json: bool) -> dict[str, Any]:
@@ -83,11 +81,8 @@ def main(
     cfg = run_config(preset, data, overrides, notes)
     for note in notes:
         err.print(f"note: {note}", markup=False, soft_wrap=True)
-    from segkd.engine.loaders import adopt_dataset_classes  # torch: after the config is valid
-    from segkd.engine.trainer import Trainer
-
-    if cfg.resume is None:
-        for note in adopt_dataset_classes(cfg, set(parse_overrides(overrides or []))):
+    if cfg.resume is None:  # torch from here: the config is valid
+        for note in engine.loaders.adopt_dataset_classes(cfg, set(parse_overrides(overrides or []))):
             err.print(f"note: {note}", markup=False, soft_wrap=True)
 
-    run_command(Trainer(cfg, "train", progress=progress_enabled(), console=err), as_json)
+    run_command(engine.trainer.Trainer(cfg, "train", progress=progress_enabled(), console=err), as_json)
