@@ -3,6 +3,7 @@
 import importlib
 import inspect
 import json
+import os
 import subprocess
 import sys
 
@@ -41,6 +42,40 @@ def test_help_and_light_commands_start_without_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--epochs", "3"],  # a usage error
+    ["distill", "--preset", "fastsegformer-p", "train.epoch=3"],  # a config error
+    ["eval"],  # a required option missing
+    ["export"],
+    ["predict", "photo.jpg"],
+    ["bench", "--fp16", "--bf16"],
+])
+def test_usage_and_config_errors_answer_without_importing_torch(args):
+    code = ("import sys\n"
+            "from segkd.cli import app\n"
+            "try:\n"
+            f"    app({args!r}, prog_name='segkd')\n"
+            "except SystemExit as e:\n"
+            "    print(e.code, sorted(m for m in ('torch', 'timm', 'onnx', 'onnxruntime') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.stdout.strip() == "2 []", proc.stderr
+
+
+def test_an_option_that_names_a_config_key_says_which_override_to_type():
+    result = runner.invoke(app, ["train", "--epochs", "3"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "No such option: --epochs. Config keys are set as key=value after the options: train.epochs=3" in result.output
+    result = runner.invoke(app, ["distill", "--batch-size=4"], env={"COLUMNS": "200"})
+    assert "after the options: train.batch_size=4" in result.output
+
+
+def test_help_paragraphs_are_not_hard_wrapped_at_the_source_lines():
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "300"})
+    assert ("Setting train.epochs scales the preset's warm-up, min-lr tail and backbone freeze to the run (3 warm-up "
+            "epochs of 1000 become 0.06 of 20); the plan line shows them.") in result.output
 
 
 def test_unknown_command_exit_2():

@@ -1,4 +1,8 @@
-"""`segkd bench`: latency, FPS, params, GFLOPs, memory (and mIoU) per model × backend, with the protocol stated."""
+"""`segkd bench`: latency, FPS, params, GFLOPs, memory (and mIoU) per model × backend, with the protocol stated.
+
+With nothing named it benchmarks the most recent run's best.pt under runs/, or the FastSegFormer pair when there
+is none. The engine (torch) is imported once the options are valid.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,14 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from segkd import deploy
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
 from segkd.commands.export import parse_size
-from segkd.deploy.bench import BACKENDS, BenchOptions, BenchRow, bench, load_targets
-from segkd.deploy.bench_report import (
-    COLUMNS,
-    append_log,
-    bench_document,
-    cell,
-    plot_scatter,
-    protocol_header,
-    write_csv,
-    write_json,
-)
-from segkd.deploy.predictor import pick_device
-from segkd.deploy.timing import Protocol
-from segkd.engine.runs import make_run_dir
+from segkd.engine.runs import latest_weights, make_run_dir
 from segkd.errors import ConfigError
+
+#: what `segkd bench` times when nothing is named and runs/ holds no best.pt
+DEFAULT_PRESETS = ["fastsegformer-p", "fastsegformer-e"]
 
 
 def _names(values: list[str] | str | None) -> list[str]:
@@ -64,29 +59,42 @@ def main(
     Defaults follow MMSegmentation's benchmark: 5 warm-up calls, then at least 100 timed calls and 2 s, batch 1,
     model only; --e2e adds decode, preprocessing and postprocessing.
 
+    With no --preset or --weights it times the most recent runs/*/*/weights/best.pt (and says which), or the
+    FastSegFormer-P/-E pair when there is none.
+
     Example: [bold]segkd bench --preset fastsegformer-p,segformer-b0 --imgsz 224 --threads 2[/]
     """
     if fp16 and bf16:
         raise ConfigError("--fp16 and --bf16 exclude each other")
+    presets, weights = _names(preset), _names(weights)
+    if not presets and not weights:
+        latest = latest_weights("runs")
+        weights = [str(latest)] if latest is not None else []
+        presets = [] if latest is not None else DEFAULT_PRESETS
+        err.print(f"no --preset or --weights: benchmarking {latest or ' and '.join(presets)}"
+                  + (" (the most recent run's best.pt)" if latest else " (no best.pt under runs/)"),
+                  markup=False, soft_wrap=True)
     backends = tuple(_names(backend))
     for b in backends:
-        if b not in BACKENDS:
-            raise ConfigError(f"--backend {b}: choose from {', '.join(BACKENDS)}")
+        if b not in deploy.bench.BACKENDS:  # torch from here: the options are valid
+            raise ConfigError(f"--backend {b}: choose from {', '.join(deploy.bench.BACKENDS)}")
     if data is not None and not data.is_dir():
         raise ConfigError(f"--data {data}: not a folder")
-    targets = load_targets(_names(preset), _names(weights), overrides or None)
+    targets = deploy.bench.load_targets(presets, weights, overrides or None)
     run_dir = make_run_dir("runs", "bench", name or targets[0].name)
-    opts = BenchOptions(backends, parse_size(imgsz), batch, "fp16" if fp16 else "bf16" if bf16 else "fp32", e2e,
-                        pick_device(device), threads, Protocol(warmup, iters, min_time), data, run_dir)
-    header = protocol_header(opts)
+    report = deploy.bench_report
+    opts = deploy.bench.BenchOptions(backends, parse_size(imgsz), batch, "fp16" if fp16 else "bf16" if bf16 else "fp32",
+                                     e2e, deploy.predictor.pick_device(device), threads,
+                                     deploy.timing.Protocol(warmup, iters, min_time), data, run_dir)
+    header = report.protocol_header(opts)
     for line in header:
         err.print(line)
-    rows = bench(targets, opts, log=lambda m: err.print(m), progress=progress_enabled())
-    doc = bench_document(opts, rows)
-    files = [write_csv(run_dir / "results.csv", rows), write_json(run_dir / "bench.json", doc),
-             append_log(run_dir.parent / "benchmarks.log", header, rows)]
+    rows = deploy.bench.bench(targets, opts, log=lambda m: err.print(m), progress=progress_enabled())
+    doc = report.bench_document(opts, rows)
+    files = [report.write_csv(run_dir / "results.csv", rows), report.write_json(run_dir / "bench.json", doc),
+             report.append_log(run_dir.parent / "benchmarks.log", header, rows)]
     if plot:
-        files += plot_scatter(rows, run_dir)
+        files += report.plot_scatter(rows, run_dir)
     if as_json:
         print_json({**doc, "files": [str(f) for f in files]})
         return
@@ -98,10 +106,12 @@ def main(
     err.print(f"results: {', '.join(str(f) for f in files)}")
 
 
-def results_table(rows: list[BenchRow]) -> Table:
+def results_table(rows: list) -> Table:
+    """One row per BenchRow, the columns of `segkd.deploy.bench_report.COLUMNS`."""
     table = Table(title="segkd bench")
-    for field, header, _ in COLUMNS:
+    columns = deploy.bench_report.COLUMNS
+    for field, header, _ in columns:
         table.add_column(header, justify="left" if field in ("model", "backend", "dtype", "status") else "right")
     for r in rows:
-        table.add_row(*(cell(r, field, fmt) for field, _, fmt in COLUMNS))
+        table.add_row(*(deploy.bench_report.cell(r, field, fmt) for field, _, fmt in columns))
     return table

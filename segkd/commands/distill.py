@@ -1,4 +1,7 @@
-"""`segkd distill`: train a student with the one trainer plus a frozen teacher and the preset's KD terms."""
+"""`segkd distill`: train a student with the one trainer plus a frozen teacher and the preset's KD terms.
+
+The engine (torch) is imported once the config is valid, so usage and config errors answer at once.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,9 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from segkd import engine
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
 from segkd.config import Config, load_config, parse_overrides, size_hw
-from segkd.engine.checkpointing import resume_config
-from segkd.engine.distill import Distiller
-from segkd.engine.launch import relaunch_if_requested
-from segkd.engine.trainer import train
 from segkd.errors import ConfigError
 
 
@@ -31,17 +31,18 @@ def expand_aliases(overrides: dict[str, Any]) -> dict[str, Any]:
     return out_
 
 
-def distill_config(preset: str | None, data: str | None, overrides: list[str] | None) -> Config:
+def distill_config(preset: str | None, data: str | None, overrides: list[str] | None,
+                   notes: list[str] | None = None) -> Config:
     """The run's config: the preset + overrides, or (with resume=last.pt) the config saved in that run."""
     parsed = expand_aliases(parse_overrides(overrides or []))
     if data is not None:
         parsed["data.root"] = data
     if parsed.get("resume"):
-        cfg = resume_config(parsed.pop("resume"), parsed)
+        cfg = engine.checkpointing.resume_config(parsed.pop("resume"), parsed)  # torch: reads last.pt
     elif preset is None:
         raise ConfigError("segkd distill needs --preset NAME (a preset with a distill block), or resume=last.pt")
     else:
-        cfg = load_config(preset, parsed)
+        cfg = load_config(preset, parsed, notes)
     if cfg.distill is None:
         raise ConfigError(
             f"preset '{cfg.preset}' has no distill block (teacher + terms): pick one marked KD in `segkd presets`"
@@ -60,9 +61,11 @@ def main(
 ) -> None:
     """Distill a teacher into a student: hard labels + the preset's weighted KD terms, one column each.
 
-    The teacher is [bold]distill.teacher[/] (a preset + weights, or a segkd checkpoint); [bold]teacher.weights=FILE[/]
-    is short for distill.teacher.weights=FILE. Checkpoints hold the student only, so eval/predict/export take
-    best.pt as they take a trained one.
+    The teacher is [bold]distill.teacher[/]: a segkd checkpoint (it rebuilds itself and sees the images at the
+    size it was trained at, unless distill.teacher.input_size is set), or a preset + foreign weights.
+    [bold]teacher.weights=FILE[/] is short for distill.teacher.weights=FILE. distill.normalize=true divides each
+    KD term by its starting value; the first step prints each term against the hard-label loss. Checkpoints hold
+    the student only, so eval/predict/export take best.pt as they take a trained one.
 
     Several GPUs: [bold]train.devices=0,1[/] (or [bold]=N[/]), or
     [bold]torchrun --nproc-per-node 2 -m segkd distill ...[/]; the batch size is per GPU (per process), the teacher
@@ -70,10 +73,19 @@ def main(
 
     Example: [bold]segkd distill --preset fastsegformer-p-kd2 --data demo/oranges teacher.weights=runs/train/swin-t-att-unet/weights/best.pt[/]
     """
-    cfg = distill_config(preset, data, overrides)
-    if (code := relaunch_if_requested(cfg.train)) is not None:  # train.devices: the same command under torchrun
+    notes: list[str] = []
+    cfg = distill_config(preset, data, overrides, notes)
+    if (code := engine.launch.relaunch_if_requested(cfg.train)) is not None:  # train.devices: under torchrun
         raise typer.Exit(code)
-    distiller = Distiller.from_config(cfg, allow_random_teacher=random_teacher)
+    for note in notes:
+        err.print(f"note: {note}", markup=False, soft_wrap=True)
+    given = set(expand_aliases(parse_overrides(overrides or [])))  # keys set on the command line
+    if cfg.resume is None:  # torch from here: the config is valid
+        for note in engine.loaders.adopt_dataset_classes(cfg, given):
+            err.print(f"note: {note}", markup=False, soft_wrap=True)
+    from_checkpoint = cfg.resume is None and "distill.teacher.input_size" not in given
+    distiller = engine.distill.Distiller.from_config(cfg, allow_random_teacher=random_teacher,
+                                                     teacher_size_from_checkpoint=from_checkpoint)
     if cfg.distill.teacher.weights is None:
         err.print("[yellow]warning:[/] the teacher is untrained (--random-teacher): this run only tests the pipeline")
     (th, tw), (sh, sw) = distiller.teacher_size, distiller.student_size
@@ -81,7 +93,7 @@ def main(
               f"student {cfg.model.arch} at {sh}×{sw}", markup=False, soft_wrap=True)
     for line in distiller.describe():
         err.print(f"  {line}", markup=False, soft_wrap=True)
-    summary = train(cfg, distiller=distiller, progress=progress_enabled(), console=err,
+    summary = engine.trainer.train(cfg, distiller=distiller, progress=progress_enabled(), console=err,
                     callbacks=distiller.callbacks())
     summary["teacher"] = {"arch": distiller.teacher_arch, "weights": distiller.teacher_spec.source,
                           "input_size": list(distiller.teacher_size), "val": distiller.teacher_metrics}

@@ -1,4 +1,7 @@
-"""`segkd eval`: a checkpoint's metrics on a split, at the original image resolution."""
+"""`segkd eval`: a checkpoint's metrics on a split, at the original image resolution.
+
+The engine (torch) is imported once the options are valid.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,10 @@ from typing import Optional
 
 import typer
 
+from segkd import engine
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
-from segkd.engine.eval_report import metrics_table, summary_line
-from segkd.engine.evaluator import eval_config, run_eval
-from segkd.errors import ConfigError
+from segkd.engine.runs import weights_run_name
+from segkd.errors import ConfigError, DataError
 
 
 def parse_tta(text: str | None) -> tuple[tuple[float, ...], bool]:
@@ -49,20 +52,30 @@ def main(
 ) -> None:
     """Evaluate a checkpoint: per-class IoU / Acc / Precision / Dice, confusion matrix and plots.
 
-    Writes metrics.json, confusion_matrix.csv and PNGs to runs/eval/<name>/.
+    Writes metrics.json, confusion_matrix.csv and PNGs to runs/eval/<run>/, named after the weights' run
+    (runs/train/x/weights/best.pt -> runs/eval/x, last.pt -> x-last; else the checkpoint's name): evaluating
+    them again refreshes that folder (exist_ok); name=NAME writes elsewhere. The data is the folder the checkpoint was
+    trained on, or --data DIR.
 
     Example: [bold]segkd eval --weights runs/train/fastsegformer-p/weights/best.pt --data demo/oranges --tta flip[/]
     """
     scales, flip = parse_tta(tta)
     extra = list(overrides or []) + ([f"eval.absent={absent}"] if absent is not None else [])
-    cfg = eval_config(weights, extra, preset)
+    given = {o.partition("=")[0] for o in extra}
+    cfg = engine.evaluator.eval_config(weights, extra, preset)  # torch from here: the options are valid
+    if "name" not in given:
+        cfg.name = weights_run_name(weights) or cfg.name
+    if "exist_ok" not in given:
+        cfg.exist_ok = True
     if data is not None:
         cfg.data.root = str(data)
-    metrics, run_dir = run_eval(cfg, weights, split=split, tta_scales=scales, flip=flip, slide=slide,
+    elif cfg.data.root and not Path(cfg.data.root).is_dir():
+        raise DataError(f"{cfg.data.root}: the data {weights} was trained on is not there: pass --data DIR")
+    metrics, run_dir = engine.evaluator.run_eval(cfg, weights, split=split, tta_scales=scales, flip=flip, slide=slide,
                                 batch_size=batch, progress=progress_enabled() and not json_out)
     if json_out:
         print_json(json.loads((run_dir / "metrics.json").read_text()) | {"run_dir": str(run_dir)})
         return
-    out.print(metrics_table(metrics, title=f"{cfg.name} · {split} split · {weights}"))
-    out.print(summary_line(metrics))
+    out.print(engine.eval_report.metrics_table(metrics, title=f"{cfg.name} · {split} split · {weights}"))
+    out.print(engine.eval_report.summary_line(metrics))
     err.print(f"results saved to [bold]{run_dir}[/]")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from segkd import deploy
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json
-from segkd.deploy.artifacts import ExportReport, ExportRequest, export_artifacts
-from segkd.deploy.loading import load_model
-from segkd.deploy.predictor import pick_device
 from segkd.errors import ConfigError, JobFailed
 from segkd.outputs import guard_outputs
+
+if TYPE_CHECKING:
+    from segkd.deploy.artifacts import ExportReport
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -60,16 +61,17 @@ def main(
 
     Example: [bold]segkd export --weights runs/train/fastsegformer-p/weights/best.pt --dynamic --int8 --calib data/oranges[/]
     """
-    loaded = load_model(weights, preset, overrides or None)
+    loaded = deploy.loading.load_model(weights, preset, overrides or None)  # torch from here
     target = out_path or Path(weights).with_suffix(".onnx")
     guard_outputs(export_outputs(target, fp16, int8), [weights, calib, preset if preset and Path(preset).is_file()
                                                        else None], force=force)
-    request = ExportRequest(target, parse_size(imgsz), dynamic, fp16, int8, calib, simplify, opset, argmax,
-                            str(pick_device(device)), int8_ops=int8_ops)
+    device_name = str(deploy.predictor.pick_device(device))
+    request = deploy.artifacts.ExportRequest(target, parse_size(imgsz), dynamic, fp16, int8, calib, simplify, opset,
+                                             argmax, device_name, int8_ops=int8_ops)
     params = sum(p.numel() for p in loaded.model.parameters())
     err.print(f"PyTorch: starting from '{weights}' ({loaded.meta.arch}, {params / 1e6:.2f} M params, "
               f"{len(loaded.meta.classes)} classes)")
-    report = export_artifacts(loaded, request, log=lambda msg: err.print(msg))
+    report = deploy.artifacts.export_artifacts(loaded, request, log=lambda msg: err.print(msg))
     if as_json:
         print_json(report_json(report))
     else:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
+from segkd import deploy
 from segkd.commands.common import err, out, print_json, progress_enabled
-from segkd.deploy.predict import PredictOptions, PredictReport, predict_sources
-from segkd.deploy.predictor import Predictor
 from segkd.deploy.visualize import MIXES
-from segkd.engine.runs import make_run_dir
+from segkd.engine.runs import make_run_dir, weights_run_name
 from segkd.errors import ConfigError, DataError, JobFailed
+
+if TYPE_CHECKING:
+    from segkd.deploy.predict import PredictReport
 
 
 def main(
@@ -34,7 +36,9 @@ def main(
 ) -> None:
     """Segment images, folders, globs and videos; write label PNGs and pictures (exit 1 if an input failed).
 
-    Writes labels/<name>.png (class indices, palette PNG), <mix>/<name>.jpg and <video>_<mix>.mp4.
+    Writes labels/<name>.png (class indices, palette PNG), <mix>/<name>.jpg and <video>_<mix>.mp4 to --out or
+    runs/predict/<run>/, named after the weights' run (runs/train/x/weights/best.pt -> x; else the checkpoint's
+    name) and reused by the next prediction with the same weights (exist_ok: files of the same name are replaced).
     Unreadable inputs are warned about and skipped: exit code 1 when any input failed, 2 when none was readable.
     --out must lie outside every source folder; files there that segkd did not write are never replaced.
     An ONNX file without segkd metadata runs when it maps one image tensor to per-pixel scores or labels.
@@ -45,18 +49,21 @@ def main(
         raise ConfigError(f"--mix {mix}: choose from {', '.join(MIXES)}")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"--alpha {alpha}: must lie in [0, 1]")
-    predictor = Predictor.load(weights, device, norm=(parse_floats("--mean", mean), parse_floats("--std", std)))
+    norm = (parse_floats("--mean", mean), parse_floats("--std", std))
+    predictor = deploy.predictor.Predictor.load(weights, device, norm=norm)  # torch from here: the options are valid
     if predictor.foreign and (mean is None or std is None):
         err.print(f"[yellow]warning:[/] {weights} has no segkd metadata: ImageNet mean/std assumed for what --mean/"
                   "--std do not give, class names class0..", soft_wrap=True)
     elif not predictor.foreign and (mean or std):
         err.print("[yellow]warning:[/] --mean/--std ignored: the model carries its own normalisation", soft_wrap=True)
-    folder = Path(out_dir) if out_dir else make_run_dir("runs", "predict", predictor.name, create=False)
+    name = weights_run_name(weights) or predictor.name
+    folder = Path(out_dir) if out_dir else make_run_dir("runs", "predict", name, exist_ok=True, create=False)
     err.print(f"predict: {weights} via {predictor.backend} on {predictor.device}, input "
               f"{'×'.join(map(str, predictor.meta.input_size))} ({predictor.meta.resize})")
-    report = predict_sources(predictor, sources, folder, PredictOptions(mix, alpha, batch, count),
-                             warn=lambda msg: err.print(f"[yellow]warning:[/] {msg}"), progress=progress_enabled(),
-                             force=force, inputs=[weights])
+    options = deploy.predict.PredictOptions(mix, alpha, batch, count)
+    report = deploy.predict.predict_sources(predictor, sources, folder, options, progress=progress_enabled(),
+                                            warn=lambda msg: err.print(f"[yellow]warning:[/] {msg}"),
+                                            force=force or not out_dir, inputs=[weights])  # the run folder: exist_ok
     if as_json:
         print_json(report_json(report, predictor.classes))
     elif count and report.images:

@@ -1,22 +1,26 @@
-"""`segkd train`: train a preset's model on a dataset folder; runs/train/<name>/ holds weights, results, plots."""
+"""`segkd train`: train a preset's model on a dataset folder; runs/train/<name>/ holds weights, results, plots.
+
+The engine (torch) is imported once the config is valid, so usage and config errors answer at once.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
 
+from segkd import engine
 from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
 from segkd.config import Config, load_config, parse_overrides
-from segkd.engine.checkpointing import resume_config
-from segkd.engine.eval_report import metrics_table
-from segkd.engine.launch import relaunch_if_requested
-from segkd.engine.trainer import Trainer
 from segkd.errors import ConfigError
 
+if TYPE_CHECKING:
+    from segkd.engine.trainer import Trainer
 
-def run_config(preset: Optional[str], data: Optional[str], overrides: list[str] | None) -> Config:
+
+def run_config(preset: Optional[str], data: Optional[str], overrides: list[str] | None,
+               notes: list[str] | None = None) -> Config:
     """The config a train/distill command runs: a preset + --data + overrides, or a last.pt to resume."""
     parsed = parse_overrides(overrides or [])
     if data is not None:
@@ -25,16 +29,17 @@ def run_config(preset: Optional[str], data: Optional[str], overrides: list[str] 
     if resume:
         if preset is not None:
             raise ConfigError("resume=FILE continues the run saved in FILE: drop --preset")
-        return resume_config(resume, parsed)
+        return engine.checkpointing.resume_config(resume, parsed)  # torch: reads last.pt
     if preset is None:
         raise ConfigError("--preset NAME is required (see `segkd presets`), or resume=runs/train/<name>/weights/last.pt")
-    return load_config(preset, parsed)
+    return load_config(preset, parsed, notes)
 
 
 def show_validation(trainer: Trainer) -> None:
     """on_fit_epoch_end: the per-class table after each validation (stderr)."""
     if trainer.metrics is not None:
-        err.print(metrics_table(trainer.metrics, title=f"val, epoch {trainer.epoch + 1}/{trainer.cfg.train.epochs}"))
+        title = f"val, epoch {trainer.epoch + 1}/{trainer.cfg.train.epochs}"
+        err.print(engine.eval_report.metrics_table(trainer.metrics, title=title))
 
 
 def run_command(trainer: Trainer, as_json: bool) -> dict[str, Any]:
@@ -64,7 +69,11 @@ def main(
 ) -> None:
     """Train a model from a preset; weights, results.csv and plots go to runs/train/<name>/.
 
-    Resume an interrupted run with [bold]resume=runs/train/<name>/weights/last.pt[/] (its saved config is used).
+    Setting train.epochs scales the preset's warm-up, min-lr tail and backbone freeze to the run (3 warm-up
+    epochs of 1000 become 0.06 of 20); the plan line shows them. A backbone is frozen only when it was loaded
+    (model.backbone_weights or model.weights). The class count, names and palette come from the data's
+    classes.txt unless given as overrides. Resume an interrupted run with
+    [bold]resume=runs/train/<name>/weights/last.pt[/] (its saved config is used).
 
     Several GPUs: [bold]train.devices=0,1[/] (or [bold]=N[/]) relaunches under torchrun, or start it yourself with
     [bold]torchrun --nproc-per-node 2 -m segkd train ...[/]. [bold]train.batch_size is per GPU[/] (per process):
@@ -72,7 +81,14 @@ def main(
 
     Example: [bold]segkd train --preset fastsegformer-p --data demo/oranges train.epochs=50[/]
     """
-    cfg = run_config(preset, data, overrides)
-    if (code := relaunch_if_requested(cfg.train)) is not None:  # train.devices: the same command under torchrun
+    notes: list[str] = []
+    cfg = run_config(preset, data, overrides, notes)
+    if (code := engine.launch.relaunch_if_requested(cfg.train)) is not None:  # train.devices: under torchrun
         raise typer.Exit(code)
-    run_command(Trainer(cfg, "train", progress=progress_enabled(), console=err), as_json)
+    for note in notes:
+        err.print(f"note: {note}", markup=False, soft_wrap=True)
+    if cfg.resume is None:  # torch from here: the config is valid
+        for note in engine.loaders.adopt_dataset_classes(cfg, set(parse_overrides(overrides or []))):
+            err.print(f"note: {note}", markup=False, soft_wrap=True)
+
+    run_command(engine.trainer.Trainer(cfg, "train", progress=progress_enabled(), console=err), as_json)

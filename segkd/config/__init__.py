@@ -9,6 +9,7 @@ import yaml
 
 from segkd.config.overrides import apply_overrides, parse_overrides
 from segkd.config.presets import preset_names, preset_path, resolve_preset
+from segkd.config.recipe import scale_phases
 from segkd.config.schema import (
     Config,
     DataConfig,
@@ -28,13 +29,22 @@ __all__ = [
 ]
 
 
-def load_config(preset: str, overrides: list[str] | dict | None = None) -> Config:
-    """Resolve `preset` (name or YAML path), apply overrides, validate once."""
+def load_config(preset: str, overrides: list[str] | dict | None = None, notes: list[str] | None = None) -> Config:
+    """Resolve `preset` (name or YAML path), apply overrides, validate once.
+
+    An overridden `train.epochs` scales the preset's phases (`segkd.config.recipe`); what changed is appended to
+    `notes` (one line) when a list is given.
+    """
     raw = resolve_preset(preset)
     cfg = build_config(raw, f"{preset_path(preset)}: ")  # the preset alone must be valid: errors name its file
     if overrides:
         parsed = parse_overrides(overrides) if isinstance(overrides, list) else overrides
-        cfg = build_config(apply_overrides(raw, parsed))
+        merged = apply_overrides(raw, parsed)
+        scaled = scale_phases(merged, raw.get("train", {}).get("epochs"), set(parsed))
+        cfg = build_config(merged)
+        if scaled and notes is not None:
+            notes.append(f"train.epochs={cfg.train.epochs}: the preset's {raw['train']['epochs']}-epoch recipe "
+                         f"scales to the run ({', '.join(scaled)})")
     if not cfg.name:
         cfg.name = cfg.preset
     return cfg

@@ -2,7 +2,7 @@
 
 A preset may extend another with `base: NAME` (a shipped preset) or `base: FILE.yaml` (a relative file is found
 beside the preset that names it, not in the working directory); mappings merge key by key, lists and scalars
-replace.
+replace. A preset that sets other `train.epochs` than its base scales the base's phases (`segkd.config.recipe`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from segkd.config.recipe import dotted_keys, scale_phases
 from segkd.errors import ConfigError
 
 PRESET_SUFFIX = ".yaml"
@@ -79,6 +80,9 @@ def resolve_preset(name_or_path: str, _chain: tuple[str, ...] = ()) -> dict:
             raise ConfigError(f"{path}: base={base!r} is not a preset name")
         if base.endswith((".yaml", ".yml")) and not Path(base).is_absolute():
             base = str(path.parent / base)
-        data = deep_merge(resolve_preset(base, _chain + (str(path),)), data)
+        parent = resolve_preset(base, _chain + (str(path),))
+        merged = deep_merge(parent, data)
+        scale_phases(merged, (parent.get("train") or {}).get("epochs"), dotted_keys(data))
+        data = merged
     data["preset"] = path.stem
     return data

@@ -2,6 +2,10 @@
 
 A preset is complete once its `base:` chain is resolved; these dataclasses are the list of valid keys.
 Keys are addressed with dots on the command line: `train.epochs=10 data.root=data/x model.num_classes=6`.
+
+Phases in epochs or iterations (warmup_epochs, warmup_iters, min_lr_epochs, freeze_epochs, distill.freeze_epochs)
+are written for the preset's own `train.epochs`: setting `train.epochs` scales the ones not set alongside it in
+proportion (`segkd.config.recipe`), e.g. FastSegFormer's 3 warm-up epochs of 1000 become 0.06 of 20.
 """
 
 from __future__ import annotations
@@ -53,18 +57,18 @@ class TrainConfig:
     nesterov: bool = False  # sgd
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw
     weight_decay: float = 0.0
-    scheduler: Literal["warm_cosine", "poly", "exponential", "linear", "step", "constant"] = "poly"
+    scheduler: Literal["warm_cosine", "poly", "exponential", "linear", "step", "constant"] = "poly"  # constant: no warm-up
     sched_step: Literal["epoch", "iter"] = "iter"  # when the schedule advances
-    warmup_epochs: float = 0.0
-    warmup_iters: int = 0
+    warmup_epochs: float = 0.0  # scales with train.epochs (see the module docstring)
+    warmup_iters: int = 0  # scales with train.epochs
     warmup_start_lr: float | None = None  # None = 0.1 * lr
-    min_lr_epochs: int = 0  # the last N epochs run at min_lr (FastSegFormer: 15)
+    min_lr_epochs: float = 0  # the last N epochs run at min_lr (FastSegFormer: 15); scales with train.epochs
     power: float = 0.9  # poly
     gamma: float = 0.975  # exponential, per scheduler step
     steps: int = 10  # step schedule: number of decays
     head_lr_mult: float = 1.0
     backbone_lr_mult: float = 1.0
-    freeze_epochs: int = 0  # backbone frozen for the first N epochs
+    freeze_epochs: int = 0  # a loaded backbone is frozen for the first N epochs; scales with train.epochs
     amp: bool = False  # fp16 on CUDA, bf16 on CPU
     accumulate: int = 1  # gradient accumulation steps
     clip_grad: float | None = None  # max grad norm
@@ -93,7 +97,9 @@ class DistillConfig:
     terms: list[dict] = field(default_factory=list)  # {loss, weight, student: tap, teacher: tap, ...}
     adapter_lr_mult: float = 1.0  # lr multiplier of the learned channel adapters
     batch_size: int | None = None  # None = train.batch_size (FastSegFormer KD: 6)
-    freeze_epochs: int | None = None  # None = train.freeze_epochs (FastSegFormer KD HEAD: 0)
+    freeze_epochs: int | None = None  # None = train.freeze_epochs (FastSegFormer KD HEAD: 0); scales with train.epochs
+    normalize: bool = False  # divide each KD term by its mean raw value over the first normalize_steps steps
+    normalize_steps: int = 20  #   (weights then mean relative importance: 1.0 = as large as it started)
 
 
 @dataclass

@@ -42,7 +42,7 @@ _LOWER_BOUNDS = {
     "train.min_lr": (0, False), "train.weight_decay": (0, False), "train.accumulate": (1, False),
     "train.val_interval": (1, False), "train.save_period": (0, False), "train.freeze_epochs": (0, False),
     "train.warmup_epochs": (0, False), "train.warmup_iters": (0, False), "train.min_lr_epochs": (0, False),
-    "distill.batch_size": (1, False), "train.seed": (0, False), "train.nan_patience": (1, False),
+    "distill.batch_size": (1, False), "train.seed": (0, False), "train.nan_patience": (1, False), "distill.normalize_steps": (1, False),
 }
 
 

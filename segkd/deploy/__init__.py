@@ -5,4 +5,9 @@
 - `onnx_model` (an ORT session that reads its metadata) and `predictor` (images -> label maps, PyTorch or ONNX)
   -> `predict` (sources, outputs, videos) with `sources` and `visualize`.
 - `timing` (the protocol) -> `backends` (eager / compile / ORT runners) -> `bench` (rows) -> `bench_report`.
+Submodules load on first use (`segkd.lazy`), after a command's options are valid.
 """
+
+from segkd.lazy import submodules_on_demand
+
+__getattr__ = submodules_on_demand(__name__)

@@ -38,6 +38,13 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or "CPU"
 
 
+def effective_precision(opts: BenchOptions) -> str:
+    """The precision that really runs: --fp16 on a CPU is bf16 autocast."""
+    if opts.precision == "fp16" and opts.device.type != "cuda":
+        return "bf16 autocast (--fp16 on a CPU)"
+    return {"bf16": "bf16 autocast", "fp16": "fp16"}.get(opts.precision, opts.precision)
+
+
 def protocol_header(opts: BenchOptions) -> list[str]:
     """The lines that say how every figure in the table was measured."""
     cuda = opts.device.type == "cuda"
@@ -47,7 +54,7 @@ def protocol_header(opts: BenchOptions) -> list[str]:
         f"device {opts.device} ({device_name(opts.device)}), {threads} threads · torch {torch.__version__} · "
         f"onnxruntime {ort.__version__}",
         f"batch {opts.batch} · input {'×'.join(map(str, opts.imgsz)) if opts.imgsz else 'each model’s own'} · "
-        f"precision {opts.precision} · warm-up {p.warmup}, then timed calls until ≥{p.iters} calls and ≥{p.min_time:g} s",
+        f"precision {effective_precision(opts)} · warm-up {p.warmup}, then timed calls until ≥{p.iters} calls and ≥{p.min_time:g} s",
         ("timing: CUDA events per call, synchronised" if cuda else "timing: perf_counter per call")
         + " · " + ("end-to-end: JPEG decode + preprocess + model + softmax/restore/argmax"
                    if opts.e2e else "model only: input already on the device, no pre/post-processing"),

@@ -58,6 +58,31 @@ class KDTerm:
     pairs: list[tuple[str, str]]
 
 
+class TermScales(nn.Module):
+    """`distill.normalize`: each KD term divided by its mean raw value over the first `steps` training batches.
+
+    The means stop moving after `steps` batches, so a weight then says how large a term is relative to where it
+    started. They are buffers of the adapters' module, so last.pt carries them and a resumed run divides alike.
+    """
+
+    def __init__(self, names: list[str], steps: int):
+        super().__init__()
+        self.names, self.steps = list(names), steps
+        self.register_buffer("total", torch.zeros(len(names)))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    def forward(self, raw: dict[str, Tensor]) -> dict[str, Tensor]:
+        if int(self.count) < self.steps:
+            self.total += torch.stack([raw[n].detach().float() for n in self.names])
+            self.count += 1
+        mean = (self.total / self.count.clamp(min=1)).clamp(min=1e-12)
+        return {n: raw[n] / mean[i] for i, n in enumerate(self.names)}
+
+
+#: a KD term this many times the hard-label loss at the first step is reported as dwarfing it
+DWARFS = 20.0
+
+
 @dataclass
 class TeacherSpec:
     """The frozen teacher and how it sees the data."""
@@ -105,11 +130,14 @@ def freeze_teacher(model: nn.Module) -> nn.Module:
     return model
 
 
-def build_teacher(cfg: Config, allow_random: bool = False) -> TeacherSpec:
-    """The teacher named by `cfg.distill.teacher`: a preset's model (+ weights), or a segkd checkpoint alone.
+def build_teacher(cfg: Config, allow_random: bool = False, size_from_checkpoint: bool = False) -> TeacherSpec:
+    """The teacher named by `cfg.distill.teacher`: a segkd checkpoint (it rebuilds itself), or a preset's model
+    (+ foreign weights).
 
     Its class count is the student's (both learn the same labels). Its input normalisation is the one it was
-    trained with: the checkpoint's config when the weights are a segkd checkpoint, else its preset's.
+    trained with: the checkpoint's config when the weights are a segkd checkpoint, else its preset's. Its input
+    size is distill.teacher.input_size, or the checkpoint's own with `size_from_checkpoint` (the size it was
+    trained at), else the student's; the size used is written back into `cfg` (config.yaml says it).
     """
     tcfg = cfg.distill.teacher
     ckpt = read_weights_file(tcfg.weights) if tcfg.weights else None
@@ -124,15 +152,20 @@ def build_teacher(cfg: Config, allow_random: bool = False) -> TeacherSpec:
             f"(train one with `segkd train --preset {tcfg.preset}`, then pass "
             "distill.teacher.weights=runs/train/<name>/weights/best.pt)"
         )
-    if tcfg.preset is not None:
+    if ckpt_cfg is not None:
+        model_cfg, data = ckpt_cfg["model"], ckpt_cfg["data"]
+        if model_cfg["num_classes"] != cfg.model.num_classes:
+            raise ConfigError(f"{tcfg.weights}: the teacher has {model_cfg['num_classes']} classes, the student "
+                              f"model.num_classes={cfg.model.num_classes}")
+    else:
         tpre = load_config(tcfg.preset)
         model_cfg = {"arch": tpre.model.arch, "num_classes": cfg.model.num_classes, "options": tpre.model.options}
-        data = ckpt_cfg["data"] if ckpt_cfg else {"mean": tpre.data.mean, "std": tpre.data.std}
-    else:
-        model_cfg, data = ckpt_cfg["model"], ckpt_cfg["data"]
+        data = {"mean": tpre.data.mean, "std": tpre.data.std}
     model = build_model(model_cfg)
     if tcfg.weights is not None:
         load_weights(model, tcfg.weights)
+    if size_from_checkpoint and ckpt_cfg is not None:
+        tcfg.input_size = ckpt_cfg["data"]["input_size"]
     size = size_hw(tcfg.input_size if tcfg.input_size is not None else cfg.data.input_size)
     source = tcfg.weights or f"{tcfg.preset} (random init)"
     return TeacherSpec(freeze_teacher(model), size, list(data["mean"]), list(data["std"]), str(source))
@@ -150,6 +183,8 @@ class Distiller:
         self.student_size = student_size
         self.teacher_size = teacher.input_size
         self.teacher_metrics: dict[str, float] | None = None  # filled by `evaluate_teacher`
+        self.last_raw: dict[str, Tensor] = {}  # each term's unweighted value at the last batch
+        self.scale_reported = False
         # images arrive normalised for the student; the teacher gets x·std_s + mean_s, renormalised with its own
         self._renorm = None
         if (student_mean, student_std) != (teacher.mean, teacher.std):
@@ -159,8 +194,9 @@ class Distiller:
 
     @classmethod
     def from_config(cls, cfg: Config, student: nn.Module | None = None, device: torch.device | str = "cpu",
-                    allow_random_teacher: bool = False) -> "Distiller":
-        """Build everything `cfg.distill` describes; tap names and shapes are checked here.
+                    allow_random_teacher: bool = False, teacher_size_from_checkpoint: bool = False) -> "Distiller":
+        """Build everything `cfg.distill` describes; tap names and shapes are checked here (the teacher: see
+        `build_teacher`).
 
         The dry run reads the student's tap shapes from `student` (on the CPU) or, when None, from a throwaway
         instance of `cfg.model` (the Trainer builds the real one).
@@ -169,7 +205,7 @@ class Distiller:
             raise ConfigError(f"preset '{cfg.preset}' has no distill block (teacher + terms): see `segkd presets`")
         parsed = parse_terms(cfg.distill.terms)
         seed_everything(cfg.train.seed)  # the teacher's random init (smoke tests), the probe and the adapters
-        teacher = build_teacher(cfg, allow_random_teacher)
+        teacher = build_teacher(cfg, allow_random_teacher, teacher_size_from_checkpoint)
         student_size = size_hw(cfg.data.input_size)
         probe = student if student is not None else build_model(config_to_dict(cfg)["model"])
         s_shapes = probe.tap_shapes(student_size)
@@ -189,6 +225,8 @@ class Distiller:
                 for s, t in pairs
             )
             terms.append(KDTerm(column, weight, loss, pairs))
+        if cfg.distill.normalize:
+            adapters["kd_scales"] = TermScales([t.name for t in terms], cfg.distill.normalize_steps)
         return cls(teacher, terms, adapters, student_size, cfg.data.mean, cfg.data.std).to(device)
 
     def to(self, device: torch.device | str) -> "Distiller":
@@ -234,12 +272,37 @@ class Distiller:
         """{term name: weight · loss} for one batch; `images` as the loader gives them (train_input_size),
         `adapted` the student's adapted taps (`AdaptedStudent(...).adapted`)."""
         teacher_taps = self.teacher_taps(images)
-        return {term.name: term.weight * term.loss(adapted[term.name], [teacher_taps[t] for _, t in term.pairs])
-                for term in self.terms}
+        raw = {term.name: term.loss(adapted[term.name], [teacher_taps[t] for _, t in term.pairs])
+               for term in self.terms}
+        self.last_raw = {k: v.detach() for k, v in raw.items()}  # no device sync: read by `report_scale` once
+        if "kd_scales" in self.adapters:
+            raw = self.adapters["kd_scales"](raw)
+        return {term.name: term.weight * raw[term.name] for term in self.terms}
 
     def callbacks(self) -> dict[str, list[Callable[[Any], None]]]:
         """The Trainer events the distiller hangs on: the teacher's val metrics, once at the start."""
-        return {"on_train_start": [self.evaluate_teacher]}
+        return {"on_train_start": [self.evaluate_teacher], "on_train_batch_end": [self.report_scale]}
+
+    def report_scale(self, trainer: Any) -> None:
+        """After the run's first batch: one line with each KD term against the hard-label loss, and a warning
+        for a term that dwarfs it (DWARFS× after its weight) while distill.normalize is off."""
+        if self.scale_reported:
+            return
+        self.scale_reported = True
+        losses = trainer.batch_losses
+        hard = sum(v for k, v in losses.items() if k != "loss" and k not in self.term_names)
+        parts, loud = [f"hard-label loss {hard:.3g}"], []
+        for term in self.terms:
+            value, ratio = losses[term.name], losses[term.name] / max(hard, 1e-12)
+            parts.append(f"{term.name} {float(self.last_raw[term.name]):.3g} ×{term.weight:g}"
+                         + (" /normalised" if "kd_scales" in self.adapters else "") + f" = {value:.3g} ({ratio:.2g}×)")
+            if ratio > DWARFS and "kd_scales" not in self.adapters:
+                loud.append(term.name)
+        trainer.log(f"KD scale at the first step: {' · '.join(parts)}")
+        if loud:
+            trainer.log(f"[yellow]warning:[/] KD term {', '.join(loud)} starts over {DWARFS:g}× the hard-label loss "
+                        "and drowns it: set distill.normalize=true (each term divided by its starting value) or "
+                        "lower its weight")
 
     def evaluate_teacher(self, trainer: Any) -> dict[str, float]:
         """The teacher's metrics on the trainer's val split, at its own input size and normalisation."""

@@ -14,14 +14,16 @@ import contextlib
 import itertools
 import math
 import signal
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from segkd.config import DataConfig
+from segkd.config import Config, DataConfig
 from segkd.data.dataset import SegDataset, open_dataset
+from segkd.data.io import read_class_file
 from segkd.data.palette import default_palette
 from segkd.errors import ConfigError, SegkdError
 
@@ -35,6 +37,31 @@ def open_split(data_cfg: DataConfig, split: str, num_classes: int) -> SegDataset
         raise ConfigError("data.root is not set: pass --data DIR (or data.root=DIR)")
     return open_dataset(data_cfg.root, split, format=data_cfg.format, num_classes=num_classes,
                         ignore_index=data_cfg.ignore_index, images=data_cfg.images)
+
+
+def adopt_dataset_classes(cfg: Config, explicit: set[str]) -> list[str]:
+    """A preset on the user's data: `classes.txt` in data.root sets model.num_classes and data.classes (and
+    data.palette when it gives colours) unless those keys were given explicitly (`explicit`); a preset palette
+    with another number of colours gives way to a generated one. Returns one note per change it made."""
+    parsed = read_class_file(cfg.data.root) if cfg.data.root and Path(cfg.data.root).is_dir() else None
+    if parsed is None:
+        return []
+    (names, colours), notes = parsed, []
+    source = Path(cfg.data.root) / "classes.txt"
+    if "model.num_classes" not in explicit and cfg.model.num_classes != len(names):
+        notes.append(f"model.num_classes={len(names)} from {source} (the preset says {cfg.model.num_classes})")
+        cfg.model.num_classes = len(names)
+    if "data.classes" not in explicit:
+        cfg.data.classes = list(names)
+    if "data.palette" not in explicit:
+        palette = cfg.data.palette
+        if colours:
+            cfg.data.palette = colours
+        elif palette is not None and len(palette) != cfg.model.num_classes:
+            notes.append(f"the preset's {len(palette)}-colour data.palette gives way to a generated one for "
+                         f"{cfg.model.num_classes} classes")
+            cfg.data.palette = None
+    return notes
 
 
 def resolve_classes(data_cfg: DataConfig, dataset: SegDataset, num_classes: int

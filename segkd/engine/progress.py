@@ -55,7 +55,8 @@ class EpochProgress:
 def epoch_line(row: dict, epochs: int, best: bool) -> str:
     """`epoch 3/100  loss 0.41 (ce 0.41)  lr 1.00e-04  mIoU 55.20%  best  12.3s` from a results row."""
     terms = {k[len("train/"):]: v for k, v in row.items() if k.startswith("train/") and k != "train/loss"}
-    text = f"epoch {row['epoch']}/{epochs}  loss {row['train/loss']:.4g}"
+    loss = row.get("train/loss")  # None: every step of the epoch was skipped (non-finite)
+    text = f"epoch {row['epoch']}/{epochs}  loss " + ("skipped" if loss is None else f"{loss:.4g}")
     if len(terms) > 1:
         text += f" ({format_losses(terms)})"
     text += f"  lr {row['lr']:.2e}"

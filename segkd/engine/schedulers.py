@@ -12,8 +12,8 @@ A schedule maps `t` (epochs or optimizer steps, `train.sched_step`) to the base 
     linear       poly with power 1 (PP-MobileSeg: linear warm-up 1500 iters from 1e-6, then linear decay)
     exponential  lr·gamma^t' (EfficientDet-seg: 0.975 per epoch)
     step         `steps` equal stages, each × (min_lr/lr)^(1/(steps-1)); the last stage runs at min_lr
-    constant     lr
-Every schedule but warm_cosine starts with a linear warm-up from warmup_start_lr to lr over the first W steps
+    constant     lr from the first step to the last (no warm-up)
+Every schedule but warm_cosine and constant starts with a linear warm-up from warmup_start_lr to lr over the first W steps
 when W > 0; then t' = t - W runs over T' = T - W. warmup_start_lr None means 0.1·lr.
 """
 
@@ -62,6 +62,8 @@ class LRSchedule:
         return 0.1 * self.lr if self.warmup_start_lr is None else self.warmup_start_lr
 
     def __call__(self, t: float) -> float:
+        if self.kind == "constant":
+            return self.lr
         if self.kind == "warm_cosine":
             return self._warm_cosine(t)
         if self.warmup > 0 and t < self.warmup:
@@ -77,7 +79,7 @@ class LRSchedule:
                 return self.lr
             rate = (self.min_lr / self.lr) ** (1.0 / (self.steps - 1))
             return self.lr * rate ** min(math.floor(t / (span / self.steps)), self.steps - 1)
-        return self.lr  # constant
+        raise ValueError(f"unknown schedule '{self.kind}'")
 
     def _warm_cosine(self, t: float) -> float:
         w, m = self.warmup, self.min_lr_steps

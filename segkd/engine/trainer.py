@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -53,6 +54,7 @@ from segkd.engine.interrupt import StopRequest
 from segkd.engine.loaders import AugmentedSamples, build_train_loader, open_split, resolve_classes, worker_errors
 from segkd.engine.metrics import SegMetrics
 from segkd.engine.optim import ParamGroupSpec, build_optimizer, model_param_groups, trainable_parameters
+from segkd.engine.plan import RunPlan
 from segkd.engine.progress import EpochProgress, epoch_line
 from segkd.engine.results import ResultsCSV, TensorBoardLogger, plot_results, tensorboard_available
 from segkd.engine.runs import make_run_dir
@@ -101,6 +103,7 @@ class Trainer:
         self.results: dict[str, Any] = {}  # the last results.csv row
         self.summary: dict[str, Any] = {}
         self.save_dir: Path | None = None
+        self._made_run_dir = False  # this run created save_dir (so a failure before any checkpoint removes it)
         self.tensorboard: TensorBoardLogger | None = None
         self.resume_rng: dict | None = None
         self._plotted_at = -math.inf
@@ -119,7 +122,7 @@ class Trainer:
 
     def log(self, message: str) -> None:
         if self.console is not None and self.main:
-            self.console.print(message)
+            self.console.print(message, soft_wrap=True)  # one line per message: logs stay greppable
 
     # -- setup ----------------------------------------------------------------------------------------
     @property
@@ -151,6 +154,7 @@ class Trainer:
         k = cfg.model.num_classes
         splits = {"train": open_split(cfg.data, cfg.data.train_split, k),
                   "val": open_split(cfg.data, cfg.data.val_split, k)}  # scanned before any step, all problems at once
+        cfg.data.root = str(Path(cfg.data.root).resolve())  # checkpoints keep where the data was, from anywhere
         self.train_set, self.val_set = scan_splits(
             splits, skip_bad=cfg.data.skip_bad, log=lambda msg: self.log(f"[yellow]warning:[/] {msg}")).values()
         cfg.data.classes, cfg.data.palette = resolve_classes(cfg.data, self.train_set, k)
@@ -174,7 +178,6 @@ class Trainer:
             self.distiller.to(self.device)
 
         self.batch_size = self._kd_or_train("batch_size")
-        self.freeze_epochs = self._kd_or_train("freeze_epochs")
         self.input_size = tuple(self.distiller.train_input_size) if self.distilling else size_hw(cfg.data.input_size)
         rank, world_size = world()
         samples = AugmentedSamples(
@@ -195,8 +198,10 @@ class Trainer:
                 groups.append(ParamGroupSpec("adapters", adapters, cfg.distill.adapter_lr_mult))
         self.optimizer = build_optimizer(groups, tcfg)
         self.steps_per_epoch = math.ceil(len(self.train_loader) / tcfg.accumulate)
-        self.scheduler = Scheduler(self.optimizer, LRSchedule.from_config(tcfg, self.steps_per_epoch),
-                                   per_iter=tcfg.sched_step == "iter")
+        schedule = LRSchedule.from_config(tcfg, self.steps_per_epoch)
+        self.plan = RunPlan.from_config(cfg, schedule, self.steps_per_epoch, self._kd_or_train("freeze_epochs"))
+        self.freeze_epochs = self.plan.freeze_epochs  # 0 for a random backbone
+        self.scheduler = Scheduler(self.optimizer, schedule, per_iter=tcfg.sched_step == "iter")
         self.scaler = self.precision.grad_scaler()
         self.ema = ModelEMA(self.model, tcfg.ema_decay) if tcfg.ema else None
 
@@ -254,6 +259,7 @@ class Trainer:
         if resuming:
             self.save_dir = run_dir_of(cfg.resume)
         elif self.main:
+            self._made_run_dir = not (Path(cfg.project) / self.command / self._run_name).exists() or not cfg.exist_ok
             self.save_dir = make_run_dir(cfg.project, self.command, self._run_name, cfg.exist_ok)
         if self.save_dir is None:
             return
@@ -281,12 +287,29 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------------
     @silence_echoed_failures
     def train(self) -> dict[str, Any]:
-        """Run every remaining epoch; returns the summary (best mIoU and epoch, paths)."""
+        """Run every remaining epoch; returns the summary (best mIoU and epoch, paths).
+
+        A run that fails before it saved anything removes the run folder it made (no empty runs/train/x2/)."""
+        try:
+            return self._train()
+        except BaseException:
+            self._remove_unused_run_dir()
+            raise
+
+    def _remove_unused_run_dir(self) -> None:
+        weights = getattr(self, "weights_dir", None)
+        saved = weights is not None and any(p.is_file() for p in weights.rglob("*"))
+        if self._made_run_dir and self.main and self.save_dir is not None and not saved:
+            shutil.rmtree(self.save_dir, ignore_errors=True)
+
+    def _train(self) -> dict[str, Any]:
         self.setup()
         if self.resume_rng is not None:
             set_rng_state(self.resume_rng)
             self.log(f"resuming {self.save_dir} from epoch {self.start_epoch + 1}/{self.cfg.train.epochs}")
         self.log(self.describe())
+        for line in (self.plan.line(), *self.plan.messages()):
+            self.log(line)
         self.run_callbacks("on_train_start")
         t0 = time.perf_counter()
         with self.stop:

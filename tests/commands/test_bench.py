@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 from typer.testing import CliRunner
 
@@ -56,8 +57,24 @@ def test_presets_and_errors(tmp_path, monkeypatch):
                                  *QUICK, "model.arch=deploy_tiny", "model.options={}"])
     assert result.exit_code == 0, result.output
     assert "fastsegformer-p" in result.stdout and "32×32" in result.stdout
-    result = runner.invoke(app, ["bench", "--backend", "torch"])
-    assert result.exit_code == 2 and "nothing to bench" in flat(result)
+
+
+def test_no_target_benchmarks_the_latest_run_or_the_fastsegformer_pair(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["bench", "--backend", "torch", "--fp16", "--imgsz", "64", "--json", *QUICK])
+    assert result.exit_code == 0, result.output
+    assert "benchmarking fastsegformer-p and fastsegformer-e (no best.pt under runs/)" in flat(result)
+    doc = json.loads(result.stdout)
+    assert [r["model"] for r in doc["rows"]] == ["fastsegformer-p", "fastsegformer-e"]
+    assert "precision bf16 autocast (--fp16 on a CPU)" in doc["protocol"][1]
+    old, new = (tmp_path / "runs" / "train" / n / "weights" / "best.pt" for n in ("old", "new"))
+    for path in (old, new):
+        path.parent.mkdir(parents=True)
+        fx.save_checkpoint(path)
+    os.utime(old, (1e9, 1e9))  # written long before `new`
+    result = runner.invoke(app, ["bench", "--backend", "torch", *QUICK])
+    assert result.exit_code == 0, result.output
+    assert f"benchmarking {new.relative_to(tmp_path)} (the most recent run's best.pt)" in flat(result)
     result = runner.invoke(app, ["bench", "--preset", "fastsegformer-p", "--backend", "tensorrt"])
     assert result.exit_code == 2 and "--backend tensorrt" in flat(result)
     result = runner.invoke(app, ["bench", "--preset", "fastsegformer-p", "--fp16", "--bf16"])

@@ -52,7 +52,9 @@ def test_one_epoch_distill_json(kd_files, voc_root, tmp_path):
     student = load_checkpoint(doc["best"])  # a distilled best.pt loads like a trained one
     assert student.arch == "kd_tiny_student"
     assert student(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
-    assert "teacher kd_tiny_teacher at 64×64" in result.stderr and "teacher val mIoU" in result.stderr
+    # the teacher checkpoint was trained at 32: its own size wins over the preset's 64 unless set on the command line
+    assert "teacher kd_tiny_teacher at 32×32" in result.stderr and "teacher val mIoU" in result.stderr
+    assert doc["teacher"]["input_size"] == [32, 32]
 
 
 def test_table_output_and_full_key(kd_files, voc_root, tmp_path):
@@ -61,6 +63,14 @@ def test_table_output_and_full_key(kd_files, voc_root, tmp_path):
                     f"project={tmp_path / 'runs'}")
     assert result.exit_code == 0, result.output
     assert "teacher" in result.stdout and "student (best" in result.stdout and "best:" in result.stdout
+
+
+def test_teacher_input_size_set_on_the_command_line_wins(kd_files, voc_root, tmp_path):
+    preset, weights = kd_files
+    result = invoke("--preset", preset, "--data", voc_root, "--json", f"teacher.weights={weights}",
+                    "teacher.input_size=64", f"project={tmp_path / 'runs'}")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["teacher"]["input_size"] == [64, 64]
 
 
 def test_missing_teacher_weights_exit_2(kd_files, voc_root, tmp_path):

@@ -13,7 +13,7 @@ from segkd.data.dataset import open_dataset
 from segkd.engine.evaluator import evaluate_model
 from segkd.models import checkpoint_payload, create_model, load_checkpoint
 
-from testkit import load_test_module
+from testkit import flat, load_test_module
 
 engine_fixtures = load_test_module("engine_fixtures", "engine/conftest.py")  # registers `tiny_seg`
 
@@ -57,14 +57,29 @@ def test_json_report_files_and_agreement_with_evaluate_model(workdir):
     assert sum(int(v) for row in rows[1:] for v in row.split(",")[1:]) == 3 * 40 * 40 == doc["num_pixels"]
 
 
-def test_table_output_tta_absent_and_new_run_dir(workdir):
+def test_table_output_tta_absent_and_the_same_run_dir_reused(workdir):
     assert _eval("--json").exit_code == 0
     result = _eval("--tta", "flip,0.5,1.0", "--absent", "zero", "--batch", "2")
     assert result.exit_code == 0, result.output
     for text in ("Class", "IoU", "Precision", "Dice", "back", "green", "mean", "absent=zero", "mIoU"):
         assert text in result.stdout
-    doc = json.loads((workdir / "runs/eval/tiny2/metrics.json").read_text())
+    doc = json.loads((workdir / "runs/eval/tiny/metrics.json").read_text())  # the same weights: exist_ok
     assert doc["absent"] == "zero" and doc["tta"] == {"scales": [0.5, 1.0], "flip": True}
+    assert not (workdir / "runs/eval/tiny2").exists()
+
+
+def test_run_folder_named_after_the_weights_run_and_data_gone(workdir):
+    run = workdir / "runs" / "train" / "oranges3" / "weights"
+    run.mkdir(parents=True)
+    (run / "last.pt").write_bytes((workdir / "best.pt").read_bytes())
+    result = runner.invoke(app, ["eval", "-w", str(run / "last.pt"), "--data", "voc", "--split", "val", "--json"])
+    assert json.loads(result.stdout)["run_dir"] == str(Path("runs/eval/oranges3-last"))
+    cfg = torch.load("best.pt", weights_only=True)
+    cfg["config"]["data"]["root"] = str(workdir / "moved-away")
+    torch.save(cfg, "moved.pt")
+    result = runner.invoke(app, ["eval", "--weights", "moved.pt"])
+    assert result.exit_code == 2
+    assert flat(result) == f"error: {workdir / 'moved-away'}: the data moved.pt was trained on is not there: pass --data DIR"
 
 
 def test_foreign_state_dict_with_a_preset(workdir):

@@ -59,7 +59,7 @@ def test_default_run_folder(tmp_path, monkeypatch):
         assert runner.invoke(app, ["predict", str(images / "img0.png"), "-w", str(ckpt)]).exit_code == 0
     assert (tmp_path / "runs/predict/deploy_tiny/mask").exists() is False
     assert (tmp_path / "runs/predict/deploy_tiny/overlay/img0.jpg").is_file()
-    assert (tmp_path / "runs/predict/deploy_tiny2/overlay/img0.jpg").is_file()
+    assert not (tmp_path / "runs/predict/deploy_tiny2").exists()  # the same weights reuse their folder (exist_ok)
 
 
 def test_exit_codes(tmp_path):

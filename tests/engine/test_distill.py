@@ -8,6 +8,8 @@ logits at the input size). tests/commands/test_distill.py imports this file by p
 from __future__ import annotations
 
 import dataclasses
+import io
+
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from rich.console import Console
 from torch import nn
 
 from segkd.config import config_to_dict, load_config
@@ -239,6 +242,21 @@ def test_teacher_from_checkpoint_alone(kd_setup):
     assert torch.allclose(d.teacher(x), ref(x))
 
 
+def test_teacher_checkpoint_rebuilds_itself_at_its_own_input_size(kd_setup):
+    cfg, _ = kd_setup
+    cfg.distill.teacher.preset = "fastsegformer-p"  # a segkd checkpoint wins over the preset's model
+    d = Distiller.from_config(cfg, teacher_size_from_checkpoint=True)
+    assert d.teacher_arch == "kd_tiny_teacher"
+    assert d.teacher_size == (32, 32) and cfg.distill.teacher.input_size == 32  # trained at 32, not the preset's 64
+
+
+def test_teacher_with_other_classes_is_refused(kd_setup):
+    cfg, weights = kd_setup
+    cfg.model.num_classes = 5
+    with pytest.raises(ConfigError, match=r"teacher.pt: the teacher has 3 classes, the student model.num_classes=5"):
+        Distiller.from_config(cfg)
+
+
 def test_teacher_renormalised(tmp_path, voc_root):
     t_preset = teacher_preset(tmp_path, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0])
     preset = distill_preset(tmp_path, {"preset": str(t_preset), "weights": None})
@@ -274,6 +292,42 @@ def test_distill_trains_adapters_not_teacher(kd_setup):
     student = load_checkpoint(summary["last"])  # student only: rebuilds and loads strictly
     assert student.arch == "kd_tiny_student"
     assert not any(k.startswith(("teacher", "adapters")) for k in last["model"])
+
+
+def run_distill(cfg, log: io.StringIO | None = None):
+    d = Distiller.from_config(cfg)
+    trainer = Trainer(cfg, "distill", d, console=Console(file=log, width=400) if log is not None else None)
+    for event, fns in d.callbacks().items():
+        for fn in fns:
+            trainer.add_callback(event, fn)
+    return d, trainer, trainer.train()
+
+
+def test_kd_scale_reported_at_the_first_step(kd_setup):
+    cfg, _ = kd_setup
+    cfg.distill.terms[0]["weight"] = 500.0  # NFD ×500 dwarfs CE
+    log = io.StringIO()
+    run_distill(cfg, log)
+    text = log.getvalue()
+    line = next(x for x in text.splitlines() if x.startswith("KD scale at the first step: hard-label loss "))
+    assert " · nfd " in line and "×500 = " in line and " · pkl " in line
+    assert "warning: KD term nfd starts over 20× the hard-label loss and drowns it: set distill.normalize=true" in text
+
+
+def test_normalize_divides_each_term_by_its_starting_value(kd_setup):
+    cfg, _ = kd_setup
+    cfg.distill.normalize, cfg.distill.normalize_steps = True, 1
+    seen = []
+    d = Distiller.from_config(cfg)
+    trainer = Trainer(cfg, "distill", d)
+    trainer.add_callback("on_train_batch_end", lambda t: seen.append(dict(t.batch_losses)))
+    summary = trainer.train()
+    assert seen[0]["nfd"] == pytest.approx(5.0) and seen[0]["pkl"] == pytest.approx(0.5)  # weight × raw / raw
+    scales = d.adapters["kd_scales"]
+    assert len(seen) > 1 and int(scales.count) == 1  # frozen after normalize_steps batches
+    assert seen[1]["nfd"] != pytest.approx(5.0)
+    last = torch.load(summary["last"], weights_only=True)
+    assert torch.equal(last["distiller"]["kd_scales.total"], scales.total)  # a resumed run divides alike
 
 
 def test_segformer_teacher_for_another_family(tmp_path, voc_root):

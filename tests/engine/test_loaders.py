@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from segkd.config import DataConfig
+from segkd.config import DataConfig, load_config
 from segkd.data.augment import build_train_transform
 from segkd.data.transforms import Preprocess
-from segkd.engine.loaders import (AugmentedSamples, EpochSampler, build_train_loader, open_split, resolve_classes,
-                                  worker_errors)
+from segkd.engine.loaders import (AugmentedSamples, EpochSampler, adopt_dataset_classes, build_train_loader,
+                                  open_split, resolve_classes, worker_errors)
 from segkd.errors import ConfigError, DataError
 
 from .conftest import CLASSES, make_voc_tree
@@ -109,3 +109,21 @@ def test_a_worker_error_is_re_raised_as_the_original_one_line_error():
         with worker_errors():
             next(iter(loader))
     assert str(info.value) == "data/img0.png: unreadable image (not a decodable image file)"
+
+
+def test_a_preset_on_4_class_data_takes_its_classes_from_classes_txt(tmp_path):
+    (tmp_path / "classes.txt").write_text("background\nleaf\nrust\nspot\n")
+    cfg = load_config("sekd", [f"data.root={tmp_path}"])  # 3 classes, a 3-colour palette
+    notes = adopt_dataset_classes(cfg, set())
+    assert cfg.model.num_classes == 4 and cfg.data.classes == ["background", "leaf", "rust", "spot"]
+    assert cfg.data.palette is None  # generated for 4 classes
+    assert notes == [f"model.num_classes=4 from {tmp_path / 'classes.txt'} (the preset says 3)",
+                     "the preset's 3-colour data.palette gives way to a generated one for 4 classes"]
+
+    (tmp_path / "classes.txt").write_text("background 0 0 0\nleaf 0 200 0\nrust 200 90 0\nspot 90 0 0\n")
+    cfg = load_config("sekd", [f"data.root={tmp_path}"])
+    adopt_dataset_classes(cfg, set())
+    assert cfg.data.palette == [[0, 0, 0], [0, 200, 0], [200, 90, 0], [90, 0, 0]]
+
+    cfg = load_config("sekd", [f"data.root={tmp_path}", "model.num_classes=3"])
+    assert adopt_dataset_classes(cfg, {"model.num_classes"}) == [] and cfg.model.num_classes == 3  # given: kept

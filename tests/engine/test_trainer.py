@@ -135,17 +135,38 @@ def test_accumulation_clipping_ema_and_bf16_autocast(tmp_path, voc_root):
     assert last["scheduler"]["t"] == 1.0 and trainer.scheduler.lr == pytest.approx(0.03)  # warm-up done
 
 
-def test_backbone_frozen_for_freeze_epochs_then_trained(tmp_path, voc_root):
+def backbone_snapshots(trainer: Trainer) -> dict:
+    """The backbone's conv weights at the start and after each epoch, once the trainer has run."""
     seen = {}
-    cfg = make_cfg(tmp_path, voc_root, train={"freeze_epochs": 1, "epochs": 2})
-    trainer = Trainer(cfg)
     snap = lambda t: {k: v.clone() for k, v in t.model.backbone.state_dict().items() if "weight" in k}  # noqa: E731
     trainer.add_callback("on_train_start", lambda t: seen.setdefault("start", snap(t)))
     trainer.add_callback("on_train_epoch_end", lambda t: seen.setdefault(t.epoch, snap(t)))
     trainer.train()
+    return seen
+
+
+def test_a_loaded_backbone_is_frozen_for_freeze_epochs_then_trained(tmp_path, voc_root):
+    torch.save(create_model("tiny_seg").backbone.state_dict(), tmp_path / "backbone.pth")
+    log = io.StringIO()
+    cfg = make_cfg(tmp_path, voc_root, [f"model.backbone_weights={tmp_path / 'backbone.pth'}"],
+                   train={"freeze_epochs": 1, "epochs": 2})
+    trainer = Trainer(cfg, console=Console(file=log, width=300))
+    seen = backbone_snapshots(trainer)
     assert all(torch.equal(seen["start"][k], seen[0][k]) for k in seen[0])
     assert not all(torch.equal(seen[0][k], seen[1][k]) for k in seen[1])
     assert all(p.requires_grad for p in trainer.model.backbone.parameters())
+    plan = [line for line in log.getvalue().splitlines() if line.startswith("plan:")]
+    assert plan == ["plan: 2 epochs × 4 steps, poly per step · peak 0.03 at epoch 0, last 0.00546 · "
+                    "backbone frozen in epochs 1-1"]
+
+
+def test_a_random_backbone_is_never_frozen(tmp_path, voc_root):
+    log = io.StringIO()
+    trainer = Trainer(make_cfg(tmp_path, voc_root, train={"freeze_epochs": 1, "epochs": 2}),
+                      console=Console(file=log, width=300))
+    seen = backbone_snapshots(trainer)
+    assert not all(torch.equal(seen["start"][k], seen[0][k]) for k in seen[0])  # trained from the first epoch
+    assert "note: train.freeze_epochs=1 skipped: the backbone is random" in log.getvalue()
 
 
 if "nan_at_step" not in list_losses():
@@ -181,6 +202,18 @@ def test_non_finite_steps_are_skipped_with_a_warning_until_the_patience_runs_out
     assert "(3/10 in a row)" in log and trainer.divergence.skipped == 3
     assert math.isfinite(trainer.results["train/loss"])  # the mean of the good step only
     assert read_checkpoint(trainer.save_dir / "weights" / "last.pt")["epoch"] == 2
+
+
+def test_a_run_that_fails_before_saving_removes_its_run_folder(tmp_path, voc_root):
+    with pytest.raises(JobFailed, match=r"is nan at epoch 1, iteration 1"):
+        run(tmp_path, voc_root, ["train.nan_patience=1"], loss=[{"name": "nan_at_step", "step": 1}])
+    assert not (tmp_path / "runs" / "train" / "t").exists()
+
+
+def test_checkpoints_keep_the_data_root_as_an_absolute_path(tmp_path, voc_root, monkeypatch):
+    monkeypatch.chdir(voc_root.parent)
+    trainer = run(tmp_path, voc_root.name, train={"epochs": 1})
+    assert read_checkpoint(trainer.weights_dir / "last.pt")["config"]["data"]["root"] == str(voc_root.resolve())
 
 
 def test_initial_weights_and_backbone_weights_come_from_local_files(tmp_path, voc_root):
