@@ -131,10 +131,7 @@ class Trainer:
         self.val_set = open_split(cfg.data, cfg.data.val_split, k)
         cfg.data.classes, cfg.data.palette = resolve_classes(cfg.data, self.train_set, k)
 
-        model_cfg = config_to_dict(cfg)["model"]
-        if cfg.model.backbone_weights and resume is None:
-            model_cfg["options"] = {**model_cfg["options"], "backbone_weights": cfg.model.backbone_weights}
-        self.model = build_model(model_cfg)
+        self.model = build_model(config_to_dict(cfg)["model"], init_backbone=resume is None)
         if cfg.model.weights and resume is None:
             load_weights(self.model, cfg.model.weights)
         self.model.to(self.device)
