@@ -23,7 +23,9 @@ What the base class gives every model:
   presets address them by name; renaming a submodule never renames a tap.
 - `predict_labels(x)` -> `B×H×W` int64 class indices, argmax of `forward` by default. It is the one label path of
   `segkd eval`, the torch predictor and `segkd export --argmax`; a family that computes labels another way
-  (PP-MobileSeg's VIM) overrides this method alone.
+  (PP-MobileSeg's VIM) overrides this method alone, starting from `head_taps(x)` (the taps with `logits` at
+  the head's resolution). An override that is sometimes the argmax (VIM below 30 classes) marks itself with
+  `argmax_of_logits = predicate(model)`, so eval keeps its TTA and score resizing then.
 - `predict(images)` / `predict_one(image)`: fastseg's Python API (see `segkd.models.inference`).
 - `freeze_backbone()` / `unfreeze_backbone()`; `backbone_source` (set by the builder): where the backbone's
   pretrained weights came from (a hub id or a file), `None` when it starts from its own init. `backbone_loaded`
@@ -98,6 +100,11 @@ class SegmentationModel(nn.Module):
 
     def forward_taps(self, x: Tensor) -> tuple[Tensor, Taps]:
         """(logits B×K×H×W at the input size, named taps); see the module docstring."""
+        taps = self.head_taps(x)
+        return self._to_input_size(taps["logits"], x), taps
+
+    def head_taps(self, x: Tensor) -> Taps:
+        """The named taps, `logits` at the head's own resolution (nothing resized to the input size)."""
         self.check_input(x)
         encoded = self.backbone(x)
         if isinstance(encoded, Tensor):
@@ -118,7 +125,7 @@ class SegmentationModel(nn.Module):
         taps.update(decoded)
         logits = self._run_slot(self.head, last, x)
         taps.update(logits if isinstance(logits, dict) else OrderedDict(logits=logits))  # B×K×h×w
-        return self._to_input_size(taps["logits"], x), taps
+        return taps
 
     def _run_slot(self, module: nn.Module, inputs: Any, image: Tensor) -> Any:
         return module(inputs, image) if takes_image(module) else module(inputs)

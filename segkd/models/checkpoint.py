@@ -5,7 +5,8 @@ A segkd checkpoint is a dict saved with `torch.save`:
      "classes": [names], "palette": [[r, g, b]], ...training state in last.pt}
 It rebuilds itself: `load_checkpoint(path)` needs nothing else. Files are always read with
 `torch.load(..., weights_only=True)`, or as safetensors when the name ends in `.safetensors` (what the Hugging
-Face Hub serves for timm and transformers models).
+Face Hub serves for timm and transformers models), or as PaddlePaddle's numpy pickle when it ends in `.pdparams`
+(`segkd.models.pdparams`: numpy arrays only, any other global refused).
 
 `load_weights(model, path)` also takes foreign state dicts (a paper's released weights): the family's
 `checkpoint_filter_fn(state_dict, model)` (recorded on the model by the builder) maps their keys, then the load
@@ -25,17 +26,20 @@ from torch import nn
 
 from segkd import __version__
 from segkd.errors import WeightsError, first_line
+from segkd.models.pdparams import read_pdparams
 from segkd.models.registry import create_model
 
 FORMAT = "segkd"
 
 
 def read_weights_file(path: str | Path) -> Any:
-    """`torch.load` with weights_only=True (a `.safetensors` file: its tensors); unreadable files fail naming
+    """`torch.load` with weights_only=True (`.safetensors` / `.pdparams`: their tensors); unreadable files fail naming
     the file and saying why in a line."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
+    if path.suffix == ".pdparams":
+        return read_pdparams(path)  # PaddlePaddle's pickle of numpy arrays, read without running it
     if path.suffix == ".safetensors":
         try:
             return load_safetensors(path, device="cpu")

@@ -60,9 +60,11 @@ def to_input(model: nn.Module, image: np.ndarray, size: tuple[int, int], device:
 def labels_are_argmax(model: nn.Module) -> bool:
     """Whether `model.predict_labels` is the argmax of its logits (the base class's, which carries the
     `argmax_of_logits` mark). Eval and predict then resize the scores before the argmax, as they always did;
-    a model that computes labels another way has its labels taken as they are (nearest-neighbour resized)."""
+    a model that computes labels another way has its labels taken as they are (nearest-neighbour resized).
+    The mark may be a predicate of the model (PP-MobileSeg: argmax unless VIM is active)."""
     own = getattr(type(model), "predict_labels", None)
-    return own is None or getattr(own, "argmax_of_logits", False)  # a bare module without one: argmax
+    mark = getattr(own, "argmax_of_logits", own is None)  # a bare module without one: argmax
+    return bool(mark(model) if callable(mark) else mark)
 
 
 def labels_at(model: nn.Module, x: Tensor, hw: tuple[int, int]) -> Tensor:
