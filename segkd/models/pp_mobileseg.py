@@ -68,7 +68,6 @@ VARIANTS: dict[str, tuple[StrideFormerConfig, dict]] = {
 }
 
 
-
 class AAM(nn.Module):
     """Aggregated attention module (the reference after its sigmoid-gate fix, spec §3) on stages 2..4.
 
@@ -123,7 +122,7 @@ class PPMobileSeg(SegmentationModel):
         num_classes: output classes K.
         size: `base` or `tiny` (the entrypoints fix it).
         upsample: `vim` (the reference's inference path, used at ≥ 30 classes) or `interpolate`.
-        drop_path_rate: stochastic depth of the last transformer block of each stage.
+        drop_path_rate: stochastic depth, rising linearly from 0 to this over each transformer stage's blocks.
         dropout: Dropout2d rate before the classifier.
     """
 
