@@ -71,6 +71,8 @@ class SegmentationModel(nn.Module):
     fixed_input_size: tuple[int, int] | None = None
     #: resize mode used to bring the head's logits to the input size
     upsample_align_corners: bool = False
+    #: why one exported graph cannot serve every input size (ONNX export then keeps H and W static), or None
+    static_graph_reason: str | None = None
     #: where the builder loaded the backbone's pretrained weights from (hub id or file), None = own init
     backbone_source: str | None = None
 
