@@ -36,6 +36,7 @@ checkpoint filter, `pretrained` / `backbone_weights`).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections import OrderedDict
 from typing import Any
@@ -59,9 +60,10 @@ def feature_dicts(backbone: nn.Module) -> list[dict]:
     return list(info.get_dicts()) if hasattr(info, "get_dicts") else list(info)
 
 
-def takes_image(module: nn.Module | None) -> bool:
-    """Whether a slot module's `forward` declares an `image` parameter (it then gets the model input)."""
-    return module is not None and "image" in inspect.signature(module.forward).parameters
+@functools.cache
+def takes_image(cls: type) -> bool:
+    """Whether a slot module class's `forward` declares an `image` parameter (it then gets the model input)."""
+    return "image" in inspect.signature(cls.forward).parameters
 
 
 class SegmentationModel(nn.Module):
@@ -123,7 +125,7 @@ class SegmentationModel(nn.Module):
         return self._to_input_size(taps["logits"], x), taps
 
     def _run_slot(self, module: nn.Module, inputs: Any, image: Tensor) -> Any:
-        return module(inputs, image) if takes_image(module) else module(inputs)
+        return module(inputs, image) if takes_image(type(module)) else module(inputs)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_taps(x)[0]
