@@ -84,6 +84,9 @@ def dynamic_axes_for(model: nn.Module, dynamic: bool, argmax: bool, meta: Deploy
         h, w = model.fixed_input_size
         notes.append(f"dynamic height/width impossible: {meta.arch} only runs at {h}×{w}; batch stays dynamic")
         names = ["batch"]
+    elif getattr(model, "static_graph_reason", None):
+        notes.append(f"dynamic height/width impossible: {model.static_graph_reason}; batch stays dynamic")
+        names = ["batch"]
     axes_in = {0: "batch", 2: "height", 3: "width"}
     axes_out = {0: "batch", 1: "height", 2: "width"} if argmax else {0: "batch", 2: "height", 3: "width"}
     keep = set(names)

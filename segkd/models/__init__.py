@@ -3,7 +3,8 @@
 Importing this package registers every family; `create_model(name, num_classes=K, **options)` builds one.
 """
 
-from segkd.models import fastsegformer, pp_mobileseg, segformer, swin_att_unet  # noqa: F401  (registers the families)
+# importing the family modules registers them
+from segkd.models import fastsegformer, lraspp, pp_mobileseg, segformer, swin_att_unet  # noqa: F401
 from segkd.models.base import SegmentationModel
 from segkd.models.builder import build_model_with_cfg
 from segkd.models.checkpoint import (

@@ -38,6 +38,7 @@ checkpoint filter, `pretrained` / `backbone_weights`).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections import OrderedDict
 from typing import Any
@@ -61,9 +62,10 @@ def feature_dicts(backbone: nn.Module) -> list[dict]:
     return list(info.get_dicts()) if hasattr(info, "get_dicts") else list(info)
 
 
-def takes_image(module: nn.Module | None) -> bool:
-    """Whether a slot module's `forward` declares an `image` parameter (it then gets the model input)."""
-    return module is not None and "image" in inspect.signature(module.forward).parameters
+@functools.cache
+def takes_image(cls: type) -> bool:
+    """Whether a slot module class's `forward` declares an `image` parameter (it then gets the model input)."""
+    return "image" in inspect.signature(cls.forward).parameters
 
 
 class SegmentationModel(nn.Module):
@@ -73,6 +75,8 @@ class SegmentationModel(nn.Module):
     fixed_input_size: tuple[int, int] | None = None
     #: resize mode used to bring the head's logits to the input size
     upsample_align_corners: bool = False
+    #: why one exported graph cannot serve every input size (ONNX export then keeps H and W static), or None
+    static_graph_reason: str | None = None
     #: where the builder loaded the backbone's pretrained weights from (hub id or file), None = own init
     backbone_source: str | None = None
 
@@ -128,7 +132,7 @@ class SegmentationModel(nn.Module):
         return taps
 
     def _run_slot(self, module: nn.Module, inputs: Any, image: Tensor) -> Any:
-        return module(inputs, image) if takes_image(module) else module(inputs)
+        return module(inputs, image) if takes_image(type(module)) else module(inputs)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_taps(x)[0]
