@@ -1,7 +1,7 @@
-"""FastSegFormer-P/-E CPU speed: PyTorch eager vs a plain ONNX export vs segkd's export vs segkd's int8.
+"""CPU speed of a preset's model: PyTorch eager vs a plain ONNX export vs segkd's export vs segkd's int8.
 
-For each model at 224×224, batch 1, fp32, N threads (default 2), model only, random weights (speed does not
-depend on them):
+For each model at `--size` (default 224×224), batch 1, fp32, N threads (default 2), model only, random weights
+(speed does not depend on them):
 - `eager, as built`: the model straight from `build_model`, NCHW, `torch.inference_mode`;
 - `eager`: the segkd model in PyTorch as `segkd bench` runs it (`segkd.deploy.backends.torch_runner`: BatchNorm
   folded, NCHW or channels_last by a probe, `torch.inference_mode`);
@@ -12,6 +12,9 @@ depend on them):
   of `INT8_OP_SETS` (Conv/MatMul only; every supported op), calibrated on synthetic orange images
   (`segkd.data.synthetic`), same session options. `segkd export --int8` builds both and keeps the faster
   one that stays within 0.5 val mIoU of fp32.
+- `fastseg eager` (MobileNetV3 LR-ASPP presets, when the `fastseg` and `geffnet` packages are installed):
+  fastseg's own `MobileV3Large` / `MobileV3Small` holding the same weights (loaded through segkd's fastseg key
+  map), `torch.inference_mode`, timed in the same interleaved rounds as the segkd eager rows.
 Every figure uses `segkd.deploy.timing.measure_interleaved`: warm-up, then ≥ iters calls and ≥ min-time seconds
 split into interleaved rounds (the PyTorch methods among themselves, then the ONNX Runtime ones), so that load from
 other processes on a shared machine affects the compared methods alike.
@@ -20,14 +23,17 @@ other processes on a shared machine affects the compared methods alike.
 how much of a graph is convolution (ONNX Runtime's NCHWc convs run near its SGEMM rate on this CPU), which
 bounds what any fp32 graph rewrite can gain.
 
-    python benchmarks/speed.py [--models fastsegformer-p,fastsegformer-e] [--threads 2] [--iters 100]
-                               [--warmup 10] [--min-time 2] [--rounds 5] [--calib 32] [--profile] [--json]
+    python benchmarks/speed.py [--models fastsegformer-p,fastsegformer-e] [--size 224,224] [--threads 2]
+                               [--iters 100] [--warmup 10] [--min-time 2] [--rounds 5] [--calib 32] [--no-int8]
+                               [--profile] [--json]
+    python benchmarks/speed.py --models mobilev3-large-lraspp --size 1024,2048 --iters 10 --min-time 1
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -53,6 +59,7 @@ from segkd.deploy.onnx_model import session_options
 from segkd.deploy.quantize import INT8_OP_SETS, quantize_int8
 from segkd.deploy.timing import Protocol, measure_interleaved
 from segkd.models import build_model
+from segkd.models.lraspp import ASPP, MobileNetV3LRASPP, reference_keys
 
 REFERENCE_MS = {"fastsegformer-p": {"eager": 60.0, "plain onnx": 31.0},  # measured on this machine (the brief)
                 "fastsegformer-e": {"eager": 38.0, "plain onnx": 12.0}}
@@ -65,10 +72,10 @@ def model_config(name: str) -> dict:
     return config_to_dict(load_config("fastsegformer-p", [f"model.arch={name.replace('-', '_')}"]))
 
 
-def plain_export(model: torch.nn.Module, path: Path) -> Path:
+def plain_export(model: torch.nn.Module, path: Path, hw: tuple[int, int]) -> Path:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False, opset_version=17,
+        torch.onnx.export(model, (torch.zeros(1, 3, *hw),), str(path), dynamo=False, opset_version=17,
                           input_names=["images"], output_names=["logits"])
     return path
 
@@ -78,25 +85,46 @@ def ort_call(path: Path, options: ort.SessionOptions, x: np.ndarray):
     return lambda: session.run(None, {"images": x})
 
 
+def fastseg_twin(model: torch.nn.Module) -> torch.nn.Module | None:
+    """fastseg's own model holding `model`'s weights (a MobileNetV3 LR-ASPP, fastseg installed), else None."""
+    if not isinstance(model, MobileNetV3LRASPP) or importlib.util.find_spec("fastseg") is None:
+        return None
+    import fastseg  # noqa: PLC0415  (optional package, only for this comparison)
+    import fastseg.model.utils as fastseg_utils  # noqa: PLC0415
+    from fastseg.model import mobilenetv3  # noqa: PLC0415
+
+    for trunk in ("MobileNetV3_Large", "MobileNetV3_Small"):  # fastseg always asks geffnet for ImageNet weights
+        setattr(fastseg_utils, trunk, lambda pretrained, cls=getattr(mobilenetv3, trunk): cls(pretrained=False))
+    large = model.backbone.model_name == "tf_mobilenetv3_large_100"
+    twin = (fastseg.MobileV3Large if large else fastseg.MobileV3Small)(
+        model.head.out_channels, num_filters=model.head.in_channels, use_aspp=isinstance(model.decoder.aspp, ASPP))
+    state = model.state_dict()
+    twin.load_state_dict({ref: state[ours] for ours, ref in reference_keys(model).items()})
+    return twin.eval()
+
+
 def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib: list[np.ndarray], tmp: Path,
-                profile: bool = False) -> list[dict]:
+                hw: tuple[int, int] = (224, 224), int8: bool = True, profile: bool = False) -> list[dict]:
     config = model_config(name)
     torch.manual_seed(0)
     model = build_model(config["model"]).eval()
     meta = DeployMeta.from_config(config)
-    x = torch.randn(1, 3, 224, 224)
+    x = torch.randn(1, 3, *hw)
     plain_options = ort.SessionOptions()
     plain_options.intra_op_num_threads = threads
-    segkd_path = export_onnx(model, meta, tmp / f"{name}.onnx").path
+    segkd_path = export_onnx(model, meta, tmp / f"{name}.onnx", imgsz=hw).path
     int8_paths = {ops: quantize_int8(segkd_path, tmp / f"{name}.int8.{ops}.onnx", meta, calib, op_types=types).path
-                  for ops, types in INT8_OP_SETS.items()}
+                  for ops, types in INT8_OP_SETS.items()} if int8 else {}
     eager = {"eager, as built": lambda: model(x),
-             "eager": torch_runner(model, (1, 3, 224, 224), torch.device("cpu")).forward}
+             "eager": torch_runner(model, (1, 3, *hw), torch.device("cpu")).forward}
+    twin = fastseg_twin(model)
+    if twin is not None:
+        eager["fastseg eager"] = lambda: twin(x)
     # PyTorch's and ORT's thread pools are not interleaved: each spins for a while after its own work and would
     # slow the other down
     with torch.inference_mode():
         times = measure_interleaved(eager, protocol, rounds)
-    onnx_files = {"plain onnx": (plain_export(model, tmp / f"{name}.plain.onnx"), plain_options),
+    onnx_files = {"plain onnx": (plain_export(model, tmp / f"{name}.plain.onnx", hw), plain_options),
                   "segkd onnx": (segkd_path, session_options(threads)),
                   **{f"segkd int8 {ops}": (path, session_options(threads)) for ops, path in int8_paths.items()}}
     onnx_calls = {method: ort_call(path, options, x.numpy()) for method, (path, options) in onnx_files.items()}
@@ -139,6 +167,8 @@ def op_shares(path: Path, options: ort.SessionOptions, x: np.ndarray, calls: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="fastsegformer-p,fastsegformer-e")
+    parser.add_argument("--size", default="224,224", help="input H,W")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 rows (calibration is slow at 2 MP)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
@@ -150,8 +180,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     protocol = Protocol(args.warmup, args.iters, args.min_time)
+    hw = tuple(int(v) for v in args.size.split(","))
     header = (f"device cpu ({device_name(torch.device('cpu'))}), {args.threads} threads · torch {torch.__version__} · "
-              f"onnxruntime {ort.__version__} · fp32 (int8 rows: QDQ U8S8) · 224×224 · batch 1 · model only · "
+              f"onnxruntime {ort.__version__} · fp32 (int8 rows: QDQ U8S8) · {hw[0]}×{hw[1]} · batch 1 · model only · "
               f"warm-up {args.warmup}, ≥{args.iters} calls and ≥{args.min_time:g} s in {args.rounds} interleaved rounds · "
               f"speed-up = median / median")
     rows = []
@@ -159,13 +190,14 @@ def main() -> None:
         data = generate_oranges(Path(tmp) / "oranges", n_images=args.calib, size=(256, 256))
         calib = [read_image(p) for p in sorted((Path(data) / "JPEGImages").glob("*.jpg"))]
         for name in args.models.split(","):
-            rows += bench_model(name.strip(), args.threads, protocol, args.rounds, calib, Path(tmp), args.profile)
+            rows += bench_model(name.strip(), args.threads, protocol, args.rounds, calib, Path(tmp), hw,
+                                not args.no_int8, args.profile)
     if args.json:
         print(json.dumps({"protocol": header, "rows": rows}, indent=2))
         return
     console = Console()
     console.print(header)
-    table = Table(title="FastSegFormer CPU speed")
+    table = Table(title="segkd CPU speed")
     for col in ("model", "method", "mean ms", "median ms", "p90 ms", "min ms", "FPS", "× vs plain onnx",
                 "× vs segkd onnx", "reference ms"):
         table.add_column(col, justify="left" if col in ("model", "method") else "right")

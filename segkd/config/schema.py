@@ -21,6 +21,7 @@ class ModelConfig:
     arch: str = ""  # registered entrypoint, e.g. fastsegformer_p (see `segkd.models.list_models()`)
     num_classes: int = 19
     weights: str | None = None  # a segkd checkpoint or a foreign state dict (`load_weights` detects the layout)
+    pretrained: bool = False  # ImageNet backbone weights through timm's hub mechanism (HF cache; HF_HUB_OFFLINE)
     backbone_weights: str | None = None  # a local timm / ImageNet file for the backbone only
     options: dict = field(default_factory=dict)  # extra keyword arguments of the entrypoint
 

@@ -75,6 +75,14 @@ def restore(scores: Tensor, geom: Geometry) -> Tensor:
     return F.interpolate(scores, size=geom.orig_hw, mode="bilinear", align_corners=False)
 
 
+def restore_labels(labels: np.ndarray, geom: Geometry) -> np.ndarray:
+    """h×w labels at the network input -> H0×W0 (crop the letterbox padding, nearest-neighbour resize)."""
+    top, left, nh, nw = geom.box
+    crop = np.ascontiguousarray(labels[top : top + nh, left : left + nw]).astype(np.int32)
+    h0, w0 = geom.orig_hw
+    return cv2.resize(crop, (w0, h0), interpolation=cv2.INTER_NEAREST)
+
+
 def to_batch(arrays: list[np.ndarray]) -> Tensor:
     """A list of 3×H×W float32 arrays -> B×3×H×W tensor."""
     return torch.from_numpy(np.stack(arrays))

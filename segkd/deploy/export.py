@@ -3,8 +3,8 @@
 The graph has one input `images` (B×3×H×W, normalised as the metadata says) and one output: `logits`
 (B×K×H×W) or, with `argmax=True`, `labels` (B×H×W int64).
 
-Labels hook: with `argmax=True` a model that defines `predict_labels(x) -> B×H×W` (e.g. a VIM-style
-upsample-only-the-present-classes path) is exported through it; otherwise the graph ends with ArgMax over K.
+Labels: with `argmax=True` the graph is the model's `predict_labels(x) -> B×H×W`, the contract's one label
+path (ArgMax over K by default; a family's own, e.g. PP-MobileSeg's VIM, when it overrides the method).
 
 Exporter: torch 2.15 defaults to the dynamo exporter, which needs `onnxscript` (not a segkd dependency), so
 segkd uses the TorchScript exporter (`dynamo=False`); its tracer warnings are silenced.
@@ -37,7 +37,8 @@ INPUT_NAME = "images"
 
 
 class ExportHead(nn.Module):
-    """What the graph computes: the model's logits, or its labels (`predict_labels` hook, else argmax)."""
+    """What the graph computes: the model's logits, or its labels (`model.predict_labels`, the contract's one
+    label path; argmax of the logits for a bare module without it)."""
 
     def __init__(self, model: nn.Module, argmax: bool = False):
         super().__init__()
@@ -83,6 +84,9 @@ def dynamic_axes_for(model: nn.Module, dynamic: bool, argmax: bool, meta: Deploy
     if getattr(model, "fixed_input_size", None) is not None:
         h, w = model.fixed_input_size
         notes.append(f"dynamic height/width impossible: {meta.arch} only runs at {h}×{w}; batch stays dynamic")
+        names = ["batch"]
+    elif getattr(model, "static_graph_reason", None):
+        notes.append(f"dynamic height/width impossible: {model.static_graph_reason}; batch stays dynamic")
         names = ["batch"]
     axes_in = {0: "batch", 2: "height", 3: "width"}
     axes_out = {0: "batch", 1: "height", 2: "width"} if argmax else {0: "batch", 2: "height", 3: "width"}

@@ -3,7 +3,9 @@
 `Predictor.load(weights)` reads everything it needs from the file: the checkpoint's config, or the ONNX
 metadata. `predict(images)` runs the shared inference geometry (`segkd.data.transforms`) as the evaluator does:
 letterbox or resize and normalise, one batched forward pass, softmax, probabilities cropped and resized back
-to each original size, argmax.
+to each original size, argmax. Labels come from the model's `predict_labels`: for the default (argmax of the
+logits) the scores are resized before the argmax as above; a model that computes its labels another way, and
+an ONNX file exported with `--argmax`, give labels that are cropped and resized (nearest) as they are.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 
-from segkd.data.transforms import Geometry, restore
+from segkd.data.transforms import restore, restore_labels
 from segkd.deploy.loading import is_onnx, load_model
 from segkd.deploy.meta import DeployMeta
 from segkd.deploy.onnx_model import OnnxModel
 from segkd.engine.device import select_device
 from segkd.errors import ConfigError
+from segkd.models.inference import labels_are_argmax
 
 Run = Callable[[np.ndarray], torch.Tensor]  # B×3×H×W float32 -> B×K×h×w scores or B×h×w labels
 
@@ -35,9 +37,10 @@ def pick_device(spec: str = "auto") -> torch.device:
 
 class Predictor:
     def __init__(self, run: Run, meta: DeployMeta, name: str, backend: str, device: torch.device,
-                 foreign: bool = False):
+                 foreign: bool = False, outputs_labels: bool = False):
         self.run = run
         self.meta = meta
+        self.outputs_labels = outputs_labels or meta.output == "labels"  # B×h×w labels instead of B×K×h×w scores
         self.name = name
         self.backend = backend  # "torch" | "onnxruntime (CPUExecutionProvider)" ...
         self.device = device
@@ -61,12 +64,14 @@ class Predictor:
             return cls(run, meta, Path(weights).stem, backend, dev, onnx_model.foreign)
         loaded = load_model(weights)
         model = loaded.model.to(dev)
+        labels = not labels_are_argmax(model)
+        forward = model.predict_labels if labels else model
 
         @torch.inference_mode()
         def run(x: np.ndarray) -> torch.Tensor:
-            return model(torch.from_numpy(x).to(dev))
+            return forward(torch.from_numpy(x).to(dev))
 
-        return cls(run, loaded.meta, loaded.name, "torch", dev)
+        return cls(run, loaded.meta, loaded.name, "torch", dev, outputs_labels=labels)
 
     @property
     def classes(self) -> list[str]:
@@ -81,15 +86,8 @@ class Predictor:
         arrays, geoms = zip(*(self.preprocess(im) for im in images))
         out = self.run(np.stack(arrays))  # B×K×h×w or B×h×w
         dtype = np.uint8 if self.meta.num_classes <= 256 else np.int32
-        if self.meta.output == "labels":
+        if self.outputs_labels:
             return [restore_labels(out[i].cpu().numpy(), g).astype(dtype) for i, g in enumerate(geoms)]
         probs = out.float().softmax(1)  # as the evaluator: softmax, restore, argmax
         return [restore(probs[i : i + 1], g).argmax(1)[0].cpu().numpy().astype(dtype) for i, g in enumerate(geoms)]
 
-
-def restore_labels(labels: np.ndarray, geom: Geometry) -> np.ndarray:
-    """h×w labels at the network input -> H0×W0 (crop the letterbox padding, nearest-neighbour resize)."""
-    top, left, nh, nw = geom.box
-    crop = np.ascontiguousarray(labels[top : top + nh, left : left + nw]).astype(np.int32)
-    h0, w0 = geom.orig_hw
-    return cv2.resize(crop, (w0, h0), interpolation=cv2.INTER_NEAREST)

@@ -15,7 +15,8 @@ and fp32 kernels that sum in another order differ by ~1e-6 relative per op):
 (*) fp16 keeps ~3 significant digits, so a pixel whose two best fp32 logits are closer than the tolerance may
 flip; agreement is counted over the pixels whose top-2 margin exceeds it. Random inputs are out of distribution
 for int8 calibration, so int8 is judged on real images only (and by the mIoU that `segkd export --int8` prints).
-A graph exported with `labels` output is judged by agreement alone.
+A graph exported with `labels` output is judged by agreement alone, with the model's own `predict_labels`
+(PP-MobileSeg's VIM is not the argmax of the full logits).
 """
 
 from __future__ import annotations
@@ -105,10 +106,10 @@ def parity_inputs(
 def verify_onnx(onnx_model: OnnxModel, model: nn.Module, inputs: dict[str, np.ndarray], precision: str) -> ParityReport:
     """Run every input through ONNX Runtime and fp32 PyTorch (CPU) and judge the differences."""
     labels_graph = onnx_model.output == "labels"
-    ref_model = ExportHead(model).eval().float().cpu()
+    ref_model = ExportHead(model, argmax=labels_graph).eval().float().cpu()  # labels: the model's own path
     report = ParityReport(precision)
     for name, x in inputs.items():
-        ref = ref_model(torch.from_numpy(x)).numpy()  # B×K×H×W fp32
+        ref = ref_model(torch.from_numpy(x)).numpy()  # B×K×H×W fp32, or B×H×W labels
         try:
             got = onnx_model(x)
         except Exception as e:  # noqa: BLE001  (the graph does not run: a failed case, not a crash)
@@ -125,10 +126,10 @@ def verify_onnx(onnx_model: OnnxModel, model: nn.Module, inputs: dict[str, np.nd
 
 
 def _compare(name: str, ref: np.ndarray, got: np.ndarray, labels_graph: bool, precision: str) -> ParityCase:
-    ref_labels = ref.argmax(1)
-    if labels_graph:
-        agree = 100.0 * float((got.astype(np.int64) == ref_labels).mean())
+    if labels_graph:  # ref: PyTorch's predict_labels
+        agree = 100.0 * float((got.astype(np.int64) == ref).mean()) if got.shape == ref.shape else 0.0
         return ParityCase(name, tuple(ref.shape), None, agree)
+    ref_labels = ref.argmax(1)
     got = got.astype(np.float32)
     if got.shape != ref.shape:
         return ParityCase(name, tuple(ref.shape), float("inf"), 0.0, TOLERANCE[precision])

@@ -1,13 +1,16 @@
-"""Pictures of a prediction: FastSegFormer's three mix types and fastseg's colorize/blend.
+"""Pictures of a prediction: fastseg's `colorize` / `blend` (public as `segkd.colorize`, `segkd.blend`) and
+FastSegFormer's three mix types built on them.
 
-| mix       | FastSegFormer mix_type | picture                                                        |
-|-----------|------------------------|----------------------------------------------------------------|
-| `overlay` | 0                      | (1 − α)·image + α·colour mask, α = 0.7 (`Image.blend(img, mask, 0.7)`) |
-| `mask`    | 1                      | the colour mask alone                                          |
-| `cutout`  | 2                      | original pixels where pred ≠ 0 (not background), black elsewhere |
+| mix       | FastSegFormer mix_type | picture                                                             |
+|-----------|------------------------|---------------------------------------------------------------------|
+| `overlay` | 0                      | `blend(image, colorize(labels), α)`, α = 0.7 by default             |
+| `mask`    | 1                      | the colour mask alone                                               |
+| `cutout`  | 2                      | original pixels where pred ≠ 0 (not background), black elsewhere    |
 
-fastseg: `colorize(mask)` is `colour_mask` and `blend(image, seg)` is `blend(image, seg, 0.4)`
-(0.6·image + 0.4·colours). All arrays are H×W×3 uint8 RGB; labels are H×W integer class indices.
+`blend` mixes only where a class is drawn (a non-black colour): (1 − α)·image + α·colour there, the photo
+untouched elsewhere, so a black background class or unknown labels do not darken the picture (fastseg's
+`Image.blend` darkens everything; with its Cityscapes palette, which has no black class, the two agree).
+Images are PIL images or H×W×3 uint8 RGB arrays; labels are H×W integer class indices.
 """
 
 from __future__ import annotations
@@ -18,21 +21,37 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from segkd.data.palette import colorize
+from segkd.data.palette import colorize as colorize_array
+from segkd.data.palette import voc_palette
 
 MIXES = ("overlay", "mask", "cutout")
-FASTSEG_ALPHA = 0.4
 
 
-def colour_mask(labels: np.ndarray, palette: list[list[int]]) -> np.ndarray:
-    """H×W class indices -> H×W×3 colours (fastseg `colorize`); labels beyond the palette are black."""
-    return colorize(labels, palette, ignore_index=256)
+def colour_mask(labels: np.ndarray, palette: list[list[int]] | None = None) -> np.ndarray:
+    """H×W class indices -> H×W×3 uint8 colours; labels beyond the palette are black. None: the VOC palette."""
+    return colorize_array(np.asarray(labels), palette or voc_palette(256), ignore_index=256)
 
 
-def blend(image: np.ndarray, colours: np.ndarray, alpha: float = FASTSEG_ALPHA) -> np.ndarray:
-    """(1 − alpha)·image + alpha·colours, rounded like PIL's `Image.blend`."""
+def colorize(labels: np.ndarray, palette: list[list[int]] | None = None) -> Image.Image:
+    """fastseg's `colorize`: H×W labels -> an RGB PIL image of class colours (None: the VOC palette)."""
+    return Image.fromarray(colour_mask(labels, palette))
+
+
+def blend_arrays(image: np.ndarray, colours: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """(1 − alpha)·image + alpha·colours where a colour is drawn (non-black), the image elsewhere; PIL rounding."""
     mixed = image.astype(np.float32) * (1.0 - alpha) + colours.astype(np.float32) * alpha
-    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    mixed = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    return np.where(colours.any(axis=-1, keepdims=True), mixed, image)
+
+
+def blend(image: Image.Image | np.ndarray, colorized: Image.Image | np.ndarray, alpha: float = 0.5) -> Image.Image:
+    """fastseg's `blend`: the photo with the class colours mixed in at `alpha` where a class is drawn."""
+    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    colours = np.asarray(colorized.convert("RGB") if isinstance(colorized, Image.Image) else colorized)
+    if rgb.shape != colours.shape:
+        raise ValueError(f"blend: image {rgb.shape[1]}×{rgb.shape[0]} and colours {colours.shape[1]}×"
+                         f"{colours.shape[0]} differ in size")
+    return Image.fromarray(blend_arrays(rgb, colours, alpha))
 
 
 def cutout(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -44,7 +63,7 @@ def render(image: np.ndarray, labels: np.ndarray, palette: list[list[int]], mix:
            alpha: float = 0.7) -> np.ndarray:
     """The picture for one mix type (see the module table)."""
     if mix == "overlay":
-        return blend(image, colour_mask(labels, palette), alpha)
+        return np.asarray(blend(image, colorize(labels, palette), alpha))
     if mix == "mask":
         return colour_mask(labels, palette)
     if mix == "cutout":

@@ -8,6 +8,10 @@ ONE confusion matrix over the whole split against the original-resolution mask.
   s × input size, rounded to the model's `size_divisor`; a fixed-size model cannot do that (error).
 - Slide: the image stays at its original resolution (normalised only); windows of the input size move with a
   stride of `slide_stride` × window, and overlapping probabilities are averaged.
+- Labels come from the model's `predict_labels`. For the default (argmax of the logits) that is the argmax of the
+  restored probabilities above; a model that computes labels another way (PP-MobileSeg's VIM) has its labels at
+  the network input cropped and resized (nearest) to the original size, and TTA / slide (which average scores)
+  are refused for it.
 
 Under torch.distributed (every rank calls `evaluate_model`) the batches are dealt round-robin to the ranks and
 the confusion matrices all-reduced: each image meets the same batch as in one process, so the metrics equal a
@@ -31,7 +35,7 @@ from torch import Tensor, nn
 
 from segkd.config import Config, config_from_dict, config_to_dict, load_config
 from segkd.config.overrides import apply_overrides, parse_overrides
-from segkd.data.transforms import Preprocess, restore, to_batch
+from segkd.data.transforms import Preprocess, restore, restore_labels, to_batch
 from segkd.engine.device import Precision, select_device, world
 from segkd.engine.distributed import all_reduce_confusion
 from segkd.engine.eval_report import report_files, write_eval_report
@@ -39,7 +43,7 @@ from segkd.engine.loaders import open_split, resolve_classes
 from segkd.engine.metrics import ConfusionMatrix, SegMetrics
 from segkd.engine.runs import make_run_dir
 from segkd.errors import ConfigError, DataError
-from segkd.models import build_model, load_weights, read_checkpoint
+from segkd.models import build_model, labels_are_argmax, load_weights, read_checkpoint
 from segkd.outputs import guard_outputs
 
 
@@ -58,6 +62,11 @@ class Predictor:
             raise ConfigError(f"eval.slide_stride={slide_stride} must be in (0, 1]")
         self.slide_stride = slide_stride
         self.precision = Precision.for_device(device, amp)
+        self.num_classes: int | None = None  # K, known after the first scores
+        self.own_labels = not labels_are_argmax(model)
+        if self.own_labels and (slide or flip or self.scales != (1.0,)):
+            raise ConfigError(f"{type(model).__name__} computes its own labels (predict_labels), not scores: "
+                              "TTA and slide need scores; evaluate without them")
         fixed = getattr(model, "fixed_input_size", None)
         if fixed is not None and not slide and any(s != 1.0 for s in self.scales):
             raise ConfigError(f"{type(model).__name__} only runs at {fixed[0]}×{fixed[1]} (fixed input size): "
@@ -78,12 +87,24 @@ class Predictor:
                 total[i] = p if total[i] is None else total[i] + p
         return [t / len(self.scales) for t in total]
 
+    @torch.inference_mode()
+    def labels(self, images: list[np.ndarray]) -> list[Tensor]:
+        """H×W×3 uint8 RGB images -> H×W int64 labels each, at the original size (see the module docstring)."""
+        if not self.own_labels:
+            return [probs.argmax(dim=0) for probs in self(images)]
+        arrays, geoms = zip(*(self.preprocess(image) for image in images))
+        with self.precision.autocast():
+            labels = self.model.predict_labels(to_batch(list(arrays)).to(self.device))  # B×h×w
+        return [torch.from_numpy(restore_labels(lab.cpu().numpy(), g)).long().to(self.device)
+                for lab, g in zip(labels, geoms)]
+
     def _forward(self, x: Tensor) -> Tensor:
         """B×3×h×w normalised input -> B×K×h×w softmax probabilities (flip-averaged with `flip`)."""
         with self.precision.autocast():
             probs = self.model(x).float().softmax(dim=1)
             if self.flip:
                 probs = (probs + self.model(x.flip(-1)).float().softmax(dim=1).flip(-1)) / 2
+        self.num_classes = probs.shape[1]
         return probs
 
     def _scaled_preprocess(self, s: float) -> Preprocess:
@@ -147,6 +168,7 @@ def evaluate_model(model: nn.Module, dataset: Any, data_cfg: Any, *, device: str
     n = len(dataset)
     if n == 0:
         raise DataError(f"{getattr(dataset, 'root', 'dataset')}: no images to evaluate")
+    names = class_names or list(getattr(dataset, "classes", None) or []) or list(get("classes") or [])
     cm: ConfusionMatrix | None = None
     was_training = model.training
     model.eval()
@@ -156,14 +178,13 @@ def evaluate_model(model: nn.Module, dataset: Any, data_cfg: Any, *, device: str
         for start in track(starts, description="eval", total=len(starts), disable=not progress,
                            console=Console(stderr=True), transient=True):
             batch = [dataset[i] for i in range(start, min(start + batch_size, n))]
-            for probs, (_, mask) in zip(predictor([image for image, _ in batch]), batch):
-                if cm is None:
-                    cm = ConfusionMatrix(probs.shape[0], get("ignore_index"))
-                cm.update(probs.argmax(dim=0), mask)  # K×H×W -> H×W vs the original mask
+            for labels, (_, mask) in zip(predictor.labels([image for image, _ in batch]), batch):
+                if cm is None:  # K: the model's score channels, or the class names for a labels-only model
+                    cm = ConfusionMatrix(predictor.num_classes or len(names), get("ignore_index"))
+                cm.update(labels, mask)  # H×W vs the original mask
     finally:
         model.train(was_training)
     cm = all_reduce_confusion(cm, get("ignore_index"))
-    names = class_names or list(getattr(dataset, "classes", None) or []) or list(get("classes") or [])
     return cm.compute(absent, names)
 
 

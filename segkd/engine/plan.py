@@ -21,11 +21,11 @@ REACHED = 0.99
 def backbone_loaded(model: ModelConfig) -> bool:
     """Whether the model starts from loaded weights, which is the only case where freezing its backbone helps.
 
-    Loaded means `model.weights` (whole-model weights), `model.backbone_weights`, or `pretrained` (the
-    `model.pretrained` key where the config has it, or `model.options`).
+    Loaded means `model.weights` (whole-model weights), `model.backbone_weights` or `model.pretrained` (or the
+    same two in `model.options`).
     """
     options = model.options or {}
-    return bool(model.weights or model.backbone_weights or getattr(model, "pretrained", False)
+    return bool(model.weights or model.backbone_weights or model.pretrained
                 or options.get("backbone_weights") or options.get("pretrained"))
 
 

@@ -159,10 +159,7 @@ class Trainer:
             splits, skip_bad=cfg.data.skip_bad, log=lambda msg: self.log(f"[yellow]warning:[/] {msg}")).values()
         cfg.data.classes, cfg.data.palette = resolve_classes(cfg.data, self.train_set, k)
 
-        model_cfg = config_to_dict(cfg)["model"]
-        if cfg.model.backbone_weights and resume is None:
-            model_cfg["options"] = {**model_cfg["options"], "backbone_weights": cfg.model.backbone_weights}
-        self.model = build_model(model_cfg)
+        self.model = build_model(config_to_dict(cfg)["model"], init_backbone=resume is None)
         if cfg.model.weights and resume is None:
             load_weights(self.model, cfg.model.weights)
         if tcfg.sync_bn:

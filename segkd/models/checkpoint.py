@@ -5,16 +5,17 @@ A segkd checkpoint is a dict saved with `torch.save`:
      "classes": [names], "palette": [[r, g, b]], ...training state in last.pt}
 It rebuilds itself: `load_checkpoint(path)` needs nothing else. Files are always read with
 `torch.load(..., weights_only=True)`, or as safetensors when the name ends in `.safetensors` (what the Hugging
-Face Hub serves for timm and transformers models).
+Face Hub serves for timm and transformers models), or as PaddlePaddle's numpy pickle when it ends in `.pdparams`
+(`segkd.models.pdparams`: numpy arrays only, any other global refused).
 
-`load_weights(model, path)` also takes foreign state dicts (a paper's released weights): the model's family
-module maps their keys with its `checkpoint_filter_fn(state_dict, model)`, then the load is strict and a
-missing or unexpected key is an error naming it.
+`load_weights(model, path)` also takes foreign state dicts (a paper's released weights): the family's
+`checkpoint_filter_fn(state_dict, model)` (recorded on the model by the builder) maps their keys, then the load
+is strict and a missing or unexpected key is an error naming it. Checkpoints of an older segkd whose module
+paths have since moved load through the family's `legacy_keys` renames.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -25,17 +26,20 @@ from torch import nn
 
 from segkd import __version__
 from segkd.errors import WeightsError, first_line
+from segkd.models.pdparams import read_pdparams
 from segkd.models.registry import create_model
 
 FORMAT = "segkd"
 
 
 def read_weights_file(path: str | Path) -> Any:
-    """`torch.load` with weights_only=True (a `.safetensors` file: its tensors); unreadable files fail naming
+    """`torch.load` with weights_only=True (`.safetensors` / `.pdparams`: their tensors); unreadable files fail naming
     the file and saying why in a line."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
+    if path.suffix == ".pdparams":
+        return read_pdparams(path)  # PaddlePaddle's pickle of numpy arrays, read without running it
     if path.suffix == ".safetensors":
         try:
             return load_safetensors(path, device="cpu")
@@ -87,16 +91,22 @@ def read_checkpoint(path: str | Path) -> dict:
     return obj
 
 
-def build_model(model_cfg: dict) -> nn.Module:
-    """The model a config's `model` section describes (no weights loaded)."""
-    return create_model(model_cfg["arch"], num_classes=model_cfg["num_classes"], **model_cfg.get("options", {}))
+def build_model(model_cfg: dict, init_backbone: bool = False) -> nn.Module:
+    """The model a config's `model` section describes. Its backbone gets `pretrained` / `backbone_weights` only
+    with `init_backbone` (a new training run); a model rebuilt from a checkpoint never reads them."""
+    options = dict(model_cfg.get("options", {}))
+    if init_backbone and model_cfg.get("pretrained"):
+        options["pretrained"] = True
+    if init_backbone and model_cfg.get("backbone_weights"):
+        options["backbone_weights"] = model_cfg["backbone_weights"]
+    return create_model(model_cfg["arch"], num_classes=model_cfg["num_classes"], **options)
 
 
 def load_checkpoint(path: str | Path) -> nn.Module:
     """Rebuild the model from a segkd checkpoint alone and load its weights (eval mode)."""
     ckpt = read_checkpoint(path)
     model = build_model(ckpt["config"]["model"])
-    load_state_strict(model, ckpt["model"], path)
+    load_state_strict(model, upgrade_keys(model, ckpt["model"]), path)
     return model.eval()
 
 
@@ -107,14 +117,32 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         arch = getattr(model, "arch", None)
         if arch is not None and obj["arch"] != arch:
             raise WeightsError(f"{path}: checkpoint of model '{obj['arch']}', not '{arch}'")
-        state = obj["model"]
+        state = upgrade_keys(model, obj["model"])
     else:
         state = unwrap_state_dict(obj, path)
-        filter_fn = getattr(importlib.import_module(type(model).__module__), "checkpoint_filter_fn", None)
+        filter_fn = getattr(model, "checkpoint_filter_fn", None)
         if filter_fn is not None:
             state = filter_fn(state, model)
     load_state_strict(model, state, path)
     return model
+
+
+def upgrade_keys(model: nn.Module, state: dict) -> dict:
+    """A segkd checkpoint saved before its family's modules moved, under today's keys.
+
+    A family lists its moves as `legacy_keys = ((regex, replacement), ...)` on the class; they apply only when the
+    state dict has keys the model lacks, so current checkpoints pass untouched.
+    """
+    rules = getattr(model, "legacy_keys", ())
+    own = model.state_dict()
+    if not rules or all(k in own for k in state):
+        return state
+    out = {}
+    for key, value in state.items():
+        for pattern, repl in rules:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
 
 
 def unwrap_state_dict(obj: Any, path: str | Path) -> dict:

@@ -2,27 +2,28 @@
 
 - `GlobalFeatureExtractor`: 1×1 channel reduction, linear bottlenecks, then a pyramid (MSP or PPM).
 - `FeatureFusionModule` (FFM): the pyramid output upsampled to the stride-8 backbone map and summed with it.
-- `SegHead`: two depthwise-separable convs, dropout, 1×1 classifier.
-- `ImageReconstructionBranch` (IRB): refines the head output at half the input size with a shallow image path,
-  then upsamples ×2 to the input size.
+- `FastSegFormerDecoder` (the decoder slot): GFE on stage 4 (`neck`), FFM with stage 2 (`fusion`).
+- `SegHead` (the head slot): two depthwise-separable convs, dropout, 1×1 classifier, then the optional
+  `ImageReconstructionBranch` (IRB), which refines the head output at half the input size with a shallow image
+  path and upsamples ×2 to the input size.
 
 Every bilinear resize here uses align_corners=True, as the reference does.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segkd.models import layers
 from segkd.models.layers import ConvBN, ConvBNReLU, DSConv, LinearBottleneck
 
-
-def resize(x: Tensor, size: Sequence[int]) -> Tensor:
-    """Bilinear resize with align_corners=True (FastSegFormer's convention)."""
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+resize = partial(layers.resize, align_corners=True)  # FastSegFormer's convention
 
 
 class MultiScalePyramid(nn.Module):
@@ -107,15 +108,38 @@ class FeatureFusionModule(nn.Module):
         return self.act(self.high_proj(high) + low)
 
 
-class SegHead(nn.Sequential):
-    """Two DSConv blocks, Dropout(0.1), 1×1 classifier (the paper's figure draws a 3×3; the code is 1×1)."""
+class FastSegFormerDecoder(nn.Module):
+    """The decoder slot: `neck` = GFE(stage 4) at H/32, `fusion` = FFM(stage 2, neck) at H/8."""
 
-    def __init__(self, in_chs: int, out_chs: int, drop_rate: float = 0.1):
+    def __init__(self, neck: GlobalFeatureExtractor, fusion: FeatureFusionModule):
+        super().__init__()
+        self.neck = neck
+        self.fusion = fusion
+
+    def forward(self, feats: Sequence[Tensor]) -> "OrderedDict[str, Tensor]":
+        neck = self.neck(feats[3])  # B×N×H/32×W/32
+        return OrderedDict(neck=neck, fusion=self.fusion(feats[1], neck))  # fusion: B×N×H/8×W/8
+
+
+class SegHead(nn.Module):
+    """Two DSConv blocks, Dropout(0.1), 1×1 classifier (the paper's figure draws a 3×3; the code is 1×1), then
+    the IRB when given (`detail`): logits B×K×H/8×W/8, or `detail` B×32×H/2×W/2 and logits B×K×H×W."""
+
+    def __init__(self, in_chs: int, out_chs: int, drop_rate: float = 0.1,
+                 detail: "ImageReconstructionBranch | None" = None):
         super().__init__()
         self.dsconv1 = DSConv(in_chs, in_chs)
         self.dsconv2 = DSConv(in_chs, in_chs)
         self.drop = nn.Dropout(drop_rate)
         self.cls = nn.Conv2d(in_chs, out_chs, 1)
+        self.detail = detail
+
+    def forward(self, x: Tensor, image: Tensor) -> "Tensor | OrderedDict[str, Tensor]":
+        out = self.cls(self.drop(self.dsconv2(self.dsconv1(x))))  # B×(32 | K)×H/8×W/8
+        if self.detail is None:
+            return out
+        detail, logits = self.detail(image, out)
+        return OrderedDict(detail=detail, logits=logits)
 
 
 class ImageReconstructionBranch(nn.Module):

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import re
-from typing import Callable, NoReturn
+from typing import Callable
 
 from torch import nn
 
-from segkd.errors import ConfigError, WeightsError
+from segkd.errors import ConfigError
 
 _entrypoints: dict[str, Callable[..., nn.Module]] = {}
 _families: dict[str, str] = {}  # entrypoint name -> family (the module it lives in)
@@ -26,11 +25,6 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     _entrypoints[name] = fn
     _families[name] = fn.__module__.rsplit(".", 1)[-1]
     return fn
-
-
-def refuse_download(name: str, source: str) -> NoReturn:
-    """`pretrained=True` in an entrypoint: segkd never downloads, so say where the weights come from."""
-    raise WeightsError(f"{name}: segkd never downloads weights; fetch {source} and set model.weights=FILE")
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -54,19 +48,10 @@ def _entrypoint_name(name: str) -> str:
 def create_model(name: str, num_classes: int = 19, **kwargs) -> nn.Module:
     """Build a registered model: `create_model("fastsegformer_p", num_classes=4, pyramid="ppm")`.
 
-    An option the model does not take fails naming it. Never downloads anything: weights come from files
-    (`segkd.models.load_weights`, `backbone_weights=FILE`).
+    Options go to the family's constructor through `segkd.models.builder.build_model_with_cfg`, which refuses
+    one the model does not take, naming it. `pretrained=True` loads the backbone's ImageNet weights through
+    timm's hub mechanism (offline: the local Hugging Face cache); `backbone_weights=FILE` from a local file.
     """
-    key = _entrypoint_name(name)
-    try:
-        model = _entrypoints[key](num_classes=num_classes, **kwargs)
-    except TypeError as e:
-        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(e))
-        fixed = re.search(r"multiple values for keyword argument '(\w+)'", str(e))
-        if unknown:
-            raise ConfigError(f"model '{name}' has no option '{unknown.group(1)}'") from None
-        if fixed:
-            raise ConfigError(f"model '{name}' fixes '{fixed.group(1)}' itself: leave that option out") from None
-        raise
-    model.arch = key  # lets load_weights refuse a checkpoint of another model
+    model = _entrypoints[_entrypoint_name(name)](num_classes=num_classes, **kwargs)
+    model.arch = _entrypoint_name(name)  # lets load_weights refuse a checkpoint of another model
     return model

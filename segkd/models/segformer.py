@@ -14,7 +14,8 @@ Taps (`forward_taps`), for an H×W input:
 Weights (`segkd.models.load_weights`, via `checkpoint_filter_fn`) load from segkd checkpoints and from the
 Hugging Face (`transformers` 4.x and 5.x `SegformerForSemanticSegmentation`), NVlabs/mmseg 0.x, bubbliiiing and
 SEKD/TransKD layouts; `backbone_weights=FILE` loads an ImageNet MiT file (NVlabs `mit_bX.pth`, HF `nvidia/mit-bX`)
-into the encoder only. Nothing is ever downloaded.
+into the encoder only, and `pretrained=True` fetches that file (`pytorch_model.bin` of `nvidia/mit-bX`) through
+the Hugging Face cache (`HF_HOME`, `HF_HUB_OFFLINE`).
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import hf_hub_download
 from torch import Tensor, nn
 
+from segkd.errors import WeightsError, first_line
 from segkd.models.base import SegmentationModel
+from segkd.models.builder import build_model_with_cfg
 from segkd.models.checkpoint import load_state_strict, read_weights_file, unwrap_state_dict
-from segkd.models.registry import refuse_download, register_model
+from segkd.models.inference import IMAGENET_MEAN, IMAGENET_STD
+from segkd.models.layers import ConvClassifier
+from segkd.models.registry import register_model
 from segkd.models.segformer_encoder import MixVisionTransformer, map_to_tokens
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class AllMLPDecoder(nn.Module):
@@ -82,18 +85,8 @@ class SegFormer(SegmentationModel):
     ):
         super().__init__()
         self.backbone = MixVisionTransformer(embed_dims, depths, num_heads, sr_ratios, mlp_ratio, drop_path_rate)
-        self.decoder = AllMLPDecoder(self.backbone.out_channels, decoder_channels)
-        self.dropout = nn.Dropout2d(dropout)
-        self.head = nn.Conv2d(decoder_channels, num_classes, 1)
-
-    def _taps(self, x: Tensor) -> "OrderedDict[str, Tensor]":
-        embeds, feats = self.backbone.forward_with_embeddings(x)  # [B×C_i×H/s×W/s for s in 4, 8, 16, 32]
-        fused = self.decoder(feats)  # B×E×H/4×W/4
-        taps = OrderedDict((f"stage{i + 1}", f) for i, f in enumerate(feats))
-        taps.update((f"embed{i + 1}", e) for i, e in enumerate(embeds))
-        taps["fusion"] = fused
-        taps["logits"] = self.head(self.dropout(fused))  # B×K×H/4×W/4
-        return taps
+        self.decoder = AllMLPDecoder(self.encoder_channels, decoder_channels)  # -> `fusion` B×E×H/4×W/4
+        self.head = ConvClassifier(decoder_channels, num_classes, dropout=dropout)  # B×K×H/4×W/4
 
 
 def _stage(template: str) -> Callable[[re.Match], str]:
@@ -177,6 +170,30 @@ def load_backbone_weights(model: SegFormer, path: str | Path) -> SegFormer:
     return model
 
 
+def _load_backbone(model: SegFormer, path: str | None) -> str:
+    """The builder's backbone hook: a local file, or `nvidia/mit-bX`'s weights from the Hugging Face cache/Hub."""
+    if path is not None:
+        load_backbone_weights(model, path)
+        return str(path)
+    hub_id = default_cfgs[f"{model.arch}.mit_imagenet"]["hf_hub_id"]
+    load_backbone_weights(model, _hub_file(model.arch, hub_id))
+    return f"hf-hub:{hub_id}"
+
+
+def _hub_file(name: str, hub_id: str) -> str:
+    """The repository's weights file (`model.safetensors`, else `pytorch_model.bin`) from the Hub or its cache."""
+    error = None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        try:
+            return hf_hub_download(hub_id, filename)
+        except Exception as e:  # noqa: BLE001  (offline with nothing cached, missing file, HTTP errors)
+            error = error or e
+    raise WeightsError(
+        f"{name}: no ImageNet MiT weights from the Hugging Face Hub '{hub_id}' ({first_line(error, 120)}); "
+        "with no network, set model.backbone_weights=FILE to a local file"
+    )
+
+
 def _cfg(hf_hub_id: str, **kwargs) -> dict:
     """Family defaults of a released weight file; `hf_hub_id` says where to fetch it by hand."""
     defaults = dict(input_size=(3, 512, 512), mean=IMAGENET_MEAN, std=IMAGENET_STD, num_classes=150)
@@ -197,14 +214,11 @@ default_cfgs: dict[str, dict] = {
 }
 
 
-def _create_segformer(name: str, pretrained: bool, backbone_weights: str | None = None, **kwargs) -> SegFormer:
-    if pretrained:
-        hubs = ", ".join(c["hf_hub_id"] for k, c in default_cfgs.items() if k.startswith(name + "."))
-        refuse_download(name, f"one of {hubs}")
-    model = SegFormer(**kwargs)
-    if backbone_weights:
-        load_backbone_weights(model, backbone_weights)
-    return model
+def _create_segformer(variant: str, pretrained: bool, fixed: dict, **kwargs) -> SegFormer:
+    return build_model_with_cfg(
+        SegFormer, variant, pretrained, default_cfg=default_cfgs[f"{variant}.nvidia_ade"],
+        checkpoint_filter_fn=checkpoint_filter_fn, load_backbone=_load_backbone, fixed=fixed, **kwargs,
+    )
 
 
 _WIDE = dict(embed_dims=(64, 128, 320, 512))  # B1-B5 widths (head dim 64); B0 is half as wide (head dim 32)
@@ -212,35 +226,35 @@ _WIDE = dict(embed_dims=(64, 128, 320, 512))  # B1-B5 widths (head dim 64); B0 i
 
 @register_model
 def segformer_b0(pretrained: bool = False, **kwargs) -> SegFormer:
-    arch = dict(embed_dims=(32, 64, 160, 256), depths=(2, 2, 2, 2), decoder_channels=256, **kwargs)
-    return _create_segformer("segformer_b0", pretrained, **arch)
+    arch = dict(embed_dims=(32, 64, 160, 256), depths=(2, 2, 2, 2), decoder_channels=256)
+    return _create_segformer("segformer_b0", pretrained, arch, **kwargs)
 
 
 @register_model
 def segformer_b1(pretrained: bool = False, **kwargs) -> SegFormer:
-    arch = dict(_WIDE, depths=(2, 2, 2, 2), decoder_channels=256, **kwargs)
-    return _create_segformer("segformer_b1", pretrained, **arch)
+    arch = dict(_WIDE, depths=(2, 2, 2, 2), decoder_channels=256)
+    return _create_segformer("segformer_b1", pretrained, arch, **kwargs)
 
 
 @register_model
 def segformer_b2(pretrained: bool = False, **kwargs) -> SegFormer:
-    arch = dict(_WIDE, depths=(3, 4, 6, 3), decoder_channels=768, **kwargs)
-    return _create_segformer("segformer_b2", pretrained, **arch)
+    arch = dict(_WIDE, depths=(3, 4, 6, 3), decoder_channels=768)
+    return _create_segformer("segformer_b2", pretrained, arch, **kwargs)
 
 
 @register_model
 def segformer_b3(pretrained: bool = False, **kwargs) -> SegFormer:
-    arch = dict(_WIDE, depths=(3, 4, 18, 3), decoder_channels=768, **kwargs)
-    return _create_segformer("segformer_b3", pretrained, **arch)
+    arch = dict(_WIDE, depths=(3, 4, 18, 3), decoder_channels=768)
+    return _create_segformer("segformer_b3", pretrained, arch, **kwargs)
 
 
 @register_model
 def segformer_b4(pretrained: bool = False, **kwargs) -> SegFormer:
-    arch = dict(_WIDE, depths=(3, 8, 27, 3), decoder_channels=768, **kwargs)
-    return _create_segformer("segformer_b4", pretrained, **arch)
+    arch = dict(_WIDE, depths=(3, 8, 27, 3), decoder_channels=768)
+    return _create_segformer("segformer_b4", pretrained, arch, **kwargs)
 
 
 @register_model
 def segformer_b5(pretrained: bool = False, **kwargs) -> SegFormer:
-    arch = dict(_WIDE, depths=(3, 6, 40, 3), decoder_channels=768, **kwargs)
-    return _create_segformer("segformer_b5", pretrained, **arch)
+    arch = dict(_WIDE, depths=(3, 6, 40, 3), decoder_channels=768)
+    return _create_segformer("segformer_b5", pretrained, arch, **kwargs)

@@ -2,7 +2,7 @@
 
 Each of the four stages is: overlapping patch embedding (strided conv + LayerNorm) -> pre-norm transformer blocks
 with spatial-reduction attention and a Mix-FFN (fc1 -> depthwise 3×3 -> GELU -> fc2) -> LayerNorm. Strides 4, 8,
-16, 32; `forward_with_embeddings` returns both the patch-embedding maps and the stage outputs.
+16, 32; `forward` returns the stage outputs and the patch-embedding maps by name (`stage1..4`, `embed1..4`).
 
 Written here rather than taken from timm's `pvt_v2_bX(mlp_ratios=(4, 4, 4, 4), features_only=True)`, which has the
 same layers, because:
@@ -24,6 +24,7 @@ blocks, init trunc_normal(0.02) for Linear, LayerNorm 1/0, conv normal(0, sqrt(2
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -170,9 +171,12 @@ class MixVisionTransformer(nn.Module):
             feats.append(x)
         return embeds, feats
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        """Stage output maps [B×C_i×H/s×W/s for s in 4, 8, 16, 32]."""
-        return self.forward_with_embeddings(x)[1]
+    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        """Named maps: `stage1..4` (outputs, B×C_i×H/s×W/s for s in 4, 8, 16, 32), then `embed1..4` (patch
+        embeddings, same shapes); the `stage*` entries feed the decoder."""
+        embeds, feats = self.forward_with_embeddings(x)
+        named = OrderedDict((f"stage{i + 1}", f) for i, f in enumerate(feats))
+        return named | OrderedDict((f"embed{i + 1}", e) for i, e in enumerate(embeds))
 
 
 def init_mit_weights(m: nn.Module) -> None:

@@ -5,7 +5,6 @@ Also imported by path from tests/commands/test_{predict,export,bench}.py, so reg
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
 import cv2
@@ -33,10 +32,6 @@ class TinySeg(SegmentationModel):
             nn.Conv2d(width, 2 * width, 3, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
         )
         self.head = nn.Conv2d(2 * width, num_classes, 1)
-
-    def _taps(self, x):
-        feat = self.backbone(x)  # B×2w×H/4×W/4
-        return OrderedDict(stage1=feat, logits=self.head(feat))  # B×K×H/4×W/4
 
 
 class TinySegFixed(TinySeg):

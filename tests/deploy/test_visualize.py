@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import segkd
 from segkd.deploy.visualize import blend, colour_mask, cutout, draw_fps, render, save_labels
 
 PALETTE = [[0, 0, 0], [200, 0, 0], [0, 100, 0]]
@@ -22,9 +23,10 @@ def test_overlay_is_fastsegformer_mix0(scene):
     image, labels = scene
     pic = render(image, labels, PALETTE, "overlay", alpha=0.7)
     assert pic[1, 2].tolist() == [round(0.3 * 100 + 0.7 * 200), 30, 30]  # 0.3·image + 0.7·colour
-    assert pic[3, 5].tolist() == [30, 30, 30]  # background colour is black
-    ref = Image.blend(Image.fromarray(image), Image.fromarray(colour_mask(labels, PALETTE)), 0.7)
-    assert np.abs(np.asarray(ref).astype(int) - pic).max() <= 1
+    assert pic[3, 5].tolist() == [100, 100, 100]  # black background: nothing drawn, the photo keeps its brightness
+    ref = np.asarray(Image.blend(Image.fromarray(image), Image.fromarray(colour_mask(labels, PALETTE)), 0.7))
+    drawn = labels != 0
+    assert np.abs(ref.astype(int) - pic)[drawn].max() <= 1
 
 
 def test_mask_and_cutout(scene):
@@ -37,9 +39,19 @@ def test_mask_and_cutout(scene):
         render(image, labels, PALETTE, "sepia")
 
 
-def test_fastseg_blend_weights():
-    a, b = np.full((1, 1, 3), 100, np.uint8), np.full((1, 1, 3), 200, np.uint8)
-    assert blend(a, b)[0, 0, 0] == 140  # 0.6·100 + 0.4·200
+def test_fastseg_colorize_and_blend_return_pil_images(scene):
+    image, labels = scene
+    colours = segkd.colorize(labels, PALETTE)
+    assert isinstance(colours, Image.Image) and colours.mode == "RGB" and colours.size == (6, 4)
+    assert colours.getpixel((0, 0)) == (0, 100, 0) and colours.getpixel((5, 3)) == (0, 0, 0)
+    assert segkd.colorize(np.array([[0, 1, 2]])).getpixel((1, 0)) == (128, 0, 0)  # default: VOC palette
+    mixed = segkd.blend(Image.fromarray(image), colours, 0.4)
+    assert isinstance(mixed, Image.Image)
+    assert mixed.getpixel((0, 0)) == (60, 100, 60)  # 0.6·100 + 0.4·colour where a class is drawn
+    assert mixed.getpixel((5, 3)) == (100, 100, 100)  # black: untouched
+    assert np.asarray(segkd.blend(image, colour_mask(labels, PALETTE)))[1, 2].tolist() == [150, 50, 50]  # α 0.5
+    with pytest.raises(ValueError, match="differ in size"):
+        blend(image, colours.resize((3, 2)))
 
 
 def test_labels_png_is_palette_mode_with_class_colours(scene, tmp_path):

@@ -11,7 +11,6 @@ Evaluation: deterministic fake models (`ColourNet`) and an in-memory dataset (`L
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
 import cv2
@@ -43,10 +42,6 @@ class TinySeg(SegmentationModel):
         self.head = nn.Sequential(nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, num_classes, 1))
         if backbone_weights:
             self.backbone.load_state_dict(torch.load(backbone_weights, weights_only=True))
-
-    def _taps(self, x):
-        feat = self.backbone(x)  # B×W×H/4×W/4
-        return OrderedDict(stage1=feat, logits=self.head(feat))
 
 
 if "tiny_seg" not in list_models():

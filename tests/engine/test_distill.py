@@ -38,11 +38,7 @@ class TinyStudent(SegmentationModel):
         super().__init__()
         self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
                                       nn.Conv2d(8, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
-        self.head = nn.Conv2d(8, num_classes, 1)
-
-    def _taps(self, x):
-        feat = self.backbone(x)  # B×8×H/4×W/4
-        return OrderedDict(stage1=feat, logits=self.head(feat))
+        self.head = nn.Conv2d(8, num_classes, 1)  # slots: taps stage1 (the backbone), logits
 
 
 class TinyTeacher(SegmentationModel):
@@ -52,15 +48,21 @@ class TinyTeacher(SegmentationModel):
 
     def __init__(self, num_classes: int = 3):
         super().__init__()
-        self.backbone = nn.Sequential(nn.Conv2d(3, 12, 3, 2, 1), nn.BatchNorm2d(12), nn.ReLU())
-        self.stage2 = nn.Sequential(nn.Conv2d(12, 24, 3, 2, 1), nn.BatchNorm2d(24), nn.ReLU())
-        self.head = nn.Conv2d(24, num_classes, 1)
+        self.backbone = TwoStages()
+        self.head = nn.Sequential(nn.Conv2d(24, num_classes, 1), nn.Upsample(scale_factor=4, mode="bilinear"))
 
-    def _taps(self, x):
-        s1 = self.backbone(x)  # B×12×H/2×W/2
-        s2 = self.stage2(s1)  # B×24×H/4×W/4
-        logits = nn.functional.interpolate(self.head(s2), size=x.shape[-2:], mode="bilinear")
-        return OrderedDict(stage1=s1, stage2=s2, logits=logits)
+
+class TwoStages(nn.Module):
+    """Encoder: stage1 B×12×H/2×W/2, stage2 B×24×H/4×W/4."""
+
+    def __init__(self):
+        super().__init__()
+        self.stage1 = nn.Sequential(nn.Conv2d(3, 12, 3, 2, 1), nn.BatchNorm2d(12), nn.ReLU())
+        self.stage2 = nn.Sequential(nn.Conv2d(12, 24, 3, 2, 1), nn.BatchNorm2d(24), nn.ReLU())
+
+    def forward(self, x):
+        s1 = self.stage1(x)
+        return [s1, self.stage2(s1)]
 
 
 if "kd_tiny_teacher" not in list_models():
@@ -186,7 +188,7 @@ def test_teacher_frozen_and_stays_in_eval(kd_setup):
     assert not d.teacher.training and not any(p.requires_grad for p in d.teacher.parameters())
     d.teacher.train()
     assert not d.teacher.training and not any(m.training for m in d.teacher.modules())
-    bn = d.teacher.backbone[1]
+    bn = d.teacher.backbone.stage1[1]
     before = bn.running_mean.clone()
     d.teacher_taps(torch.randn(4, 3, 64, 64) * 5)
     assert torch.equal(bn.running_mean, before)

@@ -1,7 +1,9 @@
 """Shared model fixtures: models built once per test module, random weights, reference-layout state dicts."""
 
+import huggingface_hub
 import pytest
 import torch
+from safetensors.torch import save_file as save_safetensors
 from torch import nn
 
 from segkd.models import create_model
@@ -52,3 +54,30 @@ def to_reference():
         return {ref: reshape(ref, tensors[ours].clone()) for ours, ref in key_map.items()}
 
     return _to_reference
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An offline Hugging Face cache under a temporary HF_HOME (HF_HUB_OFFLINE=1), empty at first.
+
+    `hf_cache(repo_id, filename, tensors)` writes `tensors` as a safetensors file in the hub's cache layout
+    (`hub/models--org--name/snapshots/<commit>/<filename>` + `refs/main`), as a download would have left it.
+    """
+    home = tmp_path / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads both at import time; the running process needs its constants updated too
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(home / "hub"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+
+    def _write(repo_id, filename, tensors):
+        repo = home / "hub" / f"models--{repo_id.replace('/', '--')}"
+        (repo / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        path = repo / "snapshots" / commit / filename
+        save_safetensors({k: v.contiguous() for k, v in tensors.items()}, str(path))
+        return path
+
+    return _write

@@ -73,8 +73,21 @@ def test_unknown_options_fail_naming_them():
         create_model("fastsegformer_p", num_classes=4, depth=3)
     with pytest.raises(ConfigError, match="pyramid='aspp' is not one of msp, ppm"):
         create_model("fastsegformer_e", num_classes=4, pyramid="aspp")
-    with pytest.raises(WeightsError, match="never downloads"):
+    with pytest.raises(ConfigError, match="model 'fastsegformer_p' fixes 'backbone' itself"):
+        create_model("fastsegformer_p", num_classes=4, backbone="efficientformerv2_s0")
+
+
+def test_pretrained_backbone_comes_from_the_hub_cache(hf_cache):
+    """timm's own hub mechanism: offline with nothing cached fails in one line naming the hub id and the local
+    alternative; with the file in the cache it loads, and the model says where its backbone came from."""
+    with pytest.raises(WeightsError, match=r"Hub 'timm/poolformer_s12.sail_in1k' .*backbone_weights=FILE"):
         create_model("fastsegformer_p", num_classes=4, pretrained=True)
+    imagenet = timm.create_model("poolformer_s12", pretrained=False)
+    hf_cache("timm/poolformer_s12.sail_in1k", "model.safetensors", imagenet.state_dict())
+    model = create_model("fastsegformer_p", num_classes=4, pretrained=True)
+    assert torch.equal(model.backbone.body.stages_3.blocks[1].mlp.fc2.weight, imagenet.stages[3].blocks[1].mlp.fc2.weight)
+    assert model.backbone_loaded and model.backbone_source == "hf-hub:timm/poolformer_s12.sail_in1k"
+    assert not create_model("fastsegformer_p", num_classes=4).backbone_loaded
 
 
 def test_freeze_and_unfreeze_backbone(build):
@@ -90,9 +103,9 @@ def test_freeze_and_unfreeze_backbone(build):
 def test_reference_init_is_applied(build):
     """weights_init: convs N(0, 0.02), BatchNorm weight N(1, 0.02) and bias 0, on the whole model."""
     model = build("fastsegformer_p")
-    conv = model.neck.stages[0][0].expand.conv.weight
+    conv = model.decoder.neck.stages[0][0].expand.conv.weight
     assert conv.std().item() == pytest.approx(0.02, rel=0.05)
-    bn = model.fusion.high_proj.bn
+    bn = model.decoder.fusion.high_proj.bn
     assert bn.weight.mean().item() == pytest.approx(1.0, abs=0.01) and bn.bias.abs().max() == 0
     assert model.backbone.body.stem.conv.weight.std().item() == pytest.approx(0.02, rel=0.05)
 
@@ -213,7 +226,7 @@ def test_backbone_weights_timm_layout(tmp_path):
     body = model.backbone.body
     assert torch.equal(body.stages_2.blocks[5].mlp.fc1.weight, imagenet.stages[2].blocks[5].mlp.fc1.weight)
     assert torch.equal(model.backbone.body.stem.conv.weight, imagenet.stem.conv.weight)
-    assert model.neck.reduce.conv.weight.std().item() == pytest.approx(0.02, rel=0.05)  # init kept elsewhere
+    assert model.decoder.neck.reduce.conv.weight.std().item() == pytest.approx(0.02, rel=0.05)  # init kept elsewhere
 
 
 def test_backbone_weights_original_layout(randomize, tmp_path):

@@ -121,9 +121,13 @@ def test_freeze_backbone():
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_pretrained_never_downloads():
-    with pytest.raises(WeightsError, match=r"segformer_b0: segkd never downloads weights; fetch .*nvidia/mit-b0"):
+def test_pretrained_backbone_comes_from_the_hub_cache(hf_cache, b0):
+    with pytest.raises(WeightsError, match=r"segformer_b0: no ImageNet MiT weights .*'nvidia/mit-b0'.*backbone_weights"):
         create_model("segformer_b0", pretrained=True)
+    hf_cache("nvidia/mit-b0", "model.safetensors", {f"backbone.{k}": v for k, v in b0.backbone.state_dict().items()})
+    model = create_model("segformer_b0", pretrained=True)
+    assert model.backbone_source == "hf-hub:nvidia/mit-b0"
+    assert all(torch.equal(v, b0.backbone.state_dict()[k]) for k, v in model.backbone.state_dict().items())
 
 
 # ---------------------------------------------------------------- Hugging Face parity and foreign layouts

@@ -1,6 +1,7 @@
 """TimmBackbone and the original-repository key layouts: checked against timm's own converters."""
 
 import re
+from functools import partial
 
 import pytest
 import timm
@@ -11,9 +12,16 @@ from timm.models.swin_transformer import checkpoint_filter_fn as swin_filter
 from torch import nn
 
 from segkd.errors import WeightsError
+from segkd.models.fastsegformer import VARIANTS
+from segkd.models.layouts import apply_rules
+from segkd.models.swin_att_unet import SWIN_ORIGINAL
 from segkd.models.timm_backbone import TimmBackbone, load_backbone_weights
 
 SWIN_T = "swin_tiny_patch4_window7_224"
+ORIGINAL = {  # the families' original-layout rules
+    "poolformer_s12": partial(apply_rules, VARIANTS["poolformer_s12"].original_rules),
+    SWIN_T: partial(apply_rules, SWIN_ORIGINAL),
+}
 
 
 @pytest.mark.parametrize("name, timm_filter, kwargs", [
@@ -22,7 +30,7 @@ SWIN_T = "swin_tiny_patch4_window7_224"
 ])
 def test_original_layout_agrees_with_timms_converter(name, timm_filter, kwargs):
     """timm converts the original repositories' files itself; segkd's names must convert to the same tensors."""
-    backbone = TimmBackbone(name, **kwargs)
+    backbone = TimmBackbone(name, original_key=ORIGINAL[name], **kwargs)
     weights, original, timm_names = backbone.state_dict(), backbone.original_keys(), backbone.timm_keys()
     converted = timm_filter({original[k]: v for k, v in weights.items()}, timm.create_model(name, **kwargs))
     assert {timm_names[k]: v for k, v in weights.items()}.keys() == converted.keys()
@@ -50,7 +58,8 @@ def test_loads_microsofts_swin_layout(tmp_path):
     microsoft = {microsoft_name(k): v for k, v in imagenet.state_dict().items()}
     microsoft["layers.0.blocks.1.attn_mask"] = torch.zeros(64, 49, 49)  # saved by some releases, recomputed here
     torch.save({"model": microsoft}, tmp_path / "swin_tiny_patch4_window7_224.pth")
-    backbone = TimmBackbone(SWIN_T, out_norm=nn.LayerNorm, out_norms={3: "norm"}, strict_img_size=False)
+    backbone = TimmBackbone(SWIN_T, out_norm=nn.LayerNorm, out_norms={3: "norm"}, original_key=ORIGINAL[SWIN_T],
+                            strict_img_size=False)
     load_backbone_weights(backbone, tmp_path / "swin_tiny_patch4_window7_224.pth")
     assert torch.equal(backbone.body.layers_1.downsample.norm.weight, imagenet.layers[1].downsample.norm.weight)
     assert torch.equal(backbone.out_norms[3].bias, imagenet.norm.bias)
