@@ -3,7 +3,7 @@
 Importing this package registers every family; `create_model(name, num_classes=K, **options)` builds one.
 """
 
-from segkd.models import fastsegformer, segformer, swin_att_unet  # noqa: F401  (registers the families)
+from segkd.models import efficientdet_seg, fastsegformer, segformer, swin_att_unet  # noqa: F401  (registers the families)
 from segkd.models.base import SegmentationModel
 from segkd.models.builder import build_model_with_cfg
 from segkd.models.checkpoint import (
