@@ -1,8 +1,10 @@
 """Size, cost and CPU speed of segkd's models: params, fvcore GFLOPs and eager latency.
 
-Every FastSegFormer variant (P/E × MSP/PPM × IRB on/off) at 224, the Swin-T-Att-UNet teacher at 512 and the
-SegFormer B0-B3 models at 512 when that family is registered. Latency: batch 1, fp32, `torch.inference_mode`,
-the median of `--runs` timed forwards after `--warmup` untimed ones, torch using every core.
+Every FastSegFormer variant (P/E × MSP/PPM × IRB on/off) at 224, the Swin-T-Att-UNet teacher at 512, the
+SegFormer B0-B3 models at 512 when that family is registered, and EfficientDet-D0/D4-seg at 512 (their ONNX Runtime
+latency and the D4 comparison with the reference repository: benchmarks/efficientdet_seg.py). Latency: batch 1,
+fp32, `torch.inference_mode`, the median of `--runs` timed forwards after `--warmup` untimed ones, torch using
+every core.
 
     python benchmarks/models.py                   # rich table + one line with device, dtype, input, batch
     python benchmarks/models.py --json            # the same figures as one JSON document on stdout
@@ -48,6 +50,7 @@ def entries() -> list[Entry]:
                 rows.append(Entry(label, arch, 224, {"pyramid": pyramid, "detail_branch": detail}))
     rows.append(Entry("swin_t_att_unet", "swin_t_att_unet", 512))
     rows += [Entry(arch, arch, 512) for arch in list_models("segformer_b[0-3]")]
+    rows += [Entry(arch, arch, 512) for arch in list_models("efficientdet_d[04]_seg")]
     return rows
 
 
