@@ -2,7 +2,8 @@
 
 Every FastSegFormer variant (P/E × MSP/PPM × IRB on/off) at 224, the Swin-T-Att-UNet teacher at 512, SegFormer
 B0-B3 at 512, fastseg's MobileNetV3-Large/Small LR-ASPP (each released head width) at 512×1024, PP-MobileSeg
-Base/Tiny at 512 (VIM at 150 classes: benchmarks/vim.py), and one row at 64×64 for any other registered family
+Base/Tiny at 512 (VIM at 150 classes: benchmarks/vim.py), EfficientDet-D0/D4-seg at 512 (the D4 comparison with
+the reference repository: benchmarks/efficientdet_seg.py), and one row at 64×64 for any other registered family
 (so a new family is measured before anyone lists it here). Latency: batch 1,
 fp32, random weights, the median of `--runs` timed calls after `--warmup` untimed ones (`segkd.deploy.timing`):
 eager = the model in `torch.inference_mode`; ORT = `segkd.deploy.export.export_onnx` (fixed size) run by ONNX
@@ -64,6 +65,7 @@ def entries() -> list[Entry]:
     for arch, widths in (("mobilev3_large_lraspp", (128, 256)), ("mobilev3_small_lraspp", (64, 128, 256))):
         rows += [Entry(f"{arch} F={f}", arch, (512, 1024), {"num_filters": f}) for f in widths]
     rows += [Entry(arch, arch, (512, 512)) for arch in ("pp_mobileseg_base", "pp_mobileseg_tiny")]
+    rows += [Entry(arch, arch, (512, 512)) for arch in list_models("efficientdet_d[04]_seg")]
     covered = {model_family(e.arch) for e in rows}
     for arch in list_models():
         if model_family(arch) not in covered:  # a family added later, measured before anyone lists it

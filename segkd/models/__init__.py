@@ -4,7 +4,9 @@ Importing this package registers every family; `create_model(name, num_classes=K
 """
 
 # importing the family modules registers them
-from segkd.models import fastsegformer, lraspp, pp_mobileseg, segformer, swin_att_unet  # noqa: F401
+from segkd.models import (  # noqa: F401
+    efficientdet_seg, fastsegformer, lraspp, pp_mobileseg, segformer, swin_att_unet,
+)
 from segkd.models.base import SegmentationModel
 from segkd.models.builder import build_model_with_cfg
 from segkd.models.checkpoint import (

@@ -131,9 +131,10 @@ class TimmBackbone(nn.Module):
         }
 
 
-def load_backbone_weights(backbone: TimmBackbone, path: str | Path) -> None:
-    """Load a local ImageNet file (timm or original layout) into `backbone`; see the module docstring."""
-    state = unwrap_state_dict(read_weights_file(path), path)
+def load_backbone_weights(backbone: TimmBackbone, path: str | Path, state: dict | None = None) -> None:
+    """Load a local ImageNet file (timm or original layout) into `backbone`; see the module docstring.
+    `state`: the file's state dict, already read (and renamed) by the family."""
+    state = unwrap_state_dict(read_weights_file(path), path) if state is None else state
     own = backbone.state_dict()
     layouts = [backbone.timm_keys(), backbone.original_keys()]
     names = max(layouts, key=lambda layout: len(state.keys() & set(layout.values())))
