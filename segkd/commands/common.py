@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from segkd import engine
 from segkd.errors import PeerFailed, SegkdError
 
 PLAIN = os.environ.get("CI", "").lower() not in ("", "0", "false") or not sys.stdout.isatty()
@@ -104,3 +105,14 @@ def _jsonable(obj: Any) -> Any:
 
 
 OVERRIDES_HELP = "Config overrides after the options: [bold]key=value[/] with dotted keys, e.g. train.epochs=10"
+
+
+def start_run(cfg: Any, notes: list[str], given: set[str]) -> None:
+    """What train and distill do once their config is valid: rerun under torchrun for `train.devices`, print the
+    config's notes, and take the classes from the data set unless the command line (`given` keys) set them."""
+    if (code := engine.launch.relaunch_if_requested(cfg.train)) is not None:
+        raise typer.Exit(code)
+    if cfg.resume is None:  # torch from here: the config is valid
+        notes = notes + engine.loaders.adopt_dataset_classes(cfg, given)
+    for note in notes:
+        err.print(f"note: {note}", markup=False, soft_wrap=True)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from segkd import engine
-from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
+from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled, start_run
 from segkd.config import Config, load_config, parse_overrides, size_hw
 from segkd.errors import ConfigError
 
@@ -75,14 +75,8 @@ def main(
     """
     notes: list[str] = []
     cfg = distill_config(preset, data, overrides, notes)
-    if (code := engine.launch.relaunch_if_requested(cfg.train)) is not None:  # train.devices: under torchrun
-        raise typer.Exit(code)
-    for note in notes:
-        err.print(f"note: {note}", markup=False, soft_wrap=True)
     given = set(expand_aliases(parse_overrides(overrides or [])))  # keys set on the command line
-    if cfg.resume is None:  # torch from here: the config is valid
-        for note in engine.loaders.adopt_dataset_classes(cfg, given):
-            err.print(f"note: {note}", markup=False, soft_wrap=True)
+    start_run(cfg, notes, given)
     from_checkpoint = cfg.resume is None and "distill.teacher.input_size" not in given
     distiller = engine.distill.Distiller.from_config(cfg, allow_random_teacher=random_teacher,
                                                      teacher_size_from_checkpoint=from_checkpoint)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from segkd import engine
-from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled
+from segkd.commands.common import OVERRIDES_HELP, err, out, print_json, progress_enabled, start_run
 from segkd.config import Config, load_config, parse_overrides
 from segkd.errors import ConfigError
 
@@ -83,12 +83,5 @@ def main(
     """
     notes: list[str] = []
     cfg = run_config(preset, data, overrides, notes)
-    if (code := engine.launch.relaunch_if_requested(cfg.train)) is not None:  # train.devices: under torchrun
-        raise typer.Exit(code)
-    for note in notes:
-        err.print(f"note: {note}", markup=False, soft_wrap=True)
-    if cfg.resume is None:  # torch from here: the config is valid
-        for note in engine.loaders.adopt_dataset_classes(cfg, set(parse_overrides(overrides or []))):
-            err.print(f"note: {note}", markup=False, soft_wrap=True)
-
+    start_run(cfg, notes, set(parse_overrides(overrides or [])))
     run_command(engine.trainer.Trainer(cfg, "train", progress=progress_enabled(), console=err), as_json)
