@@ -77,10 +77,9 @@ loss:                             # each defect covers 1-2 % of the pixels: with
   - {name: dice, weight: 1.0}
 distill:                          # the teacher is a FastSegFormer-P checkpoint (teacher.weights=FILE)
   batch_size: 8
-  normalize: true                 # each term divided by its starting value: the weights are relative importance
-  terms:
-    - {loss: nfd, weight: 0.5, pairs: [[fusion, fusion]]}
-    - {loss: pkl, weight: 1.0, student: logits, teacher: logits, temperature: 2.0, k1: 0.5}
+  normalize: true                 # each term divided by its starting value: the weight is relative importance
+  terms:                          # P&KL on the logits; + 0.5 NFD on the fused map learnt slower (25 % val mIoU at
+    - {loss: pkl, weight: 1.0, student: logits, teacher: logits, temperature: 2.0, k1: 0.5}   # epoch 14, 33 % without)
 """
 TEACHER_EPOCHS = 40
 

@@ -80,7 +80,7 @@ def test_printed_train_and_distill_commands_resolve_to_valid_configs(tmp_path: P
         assert cfg.train.scheduler == "poly" and cfg.train.warmup_epochs == 0 and cfg.train.freeze_epochs == 0
         assert cfg.train.epochs == (40 if "name=teacher" in command else 30)
         if words[1] == "distill":
-            assert cfg.distill.normalize and [t["loss"] for t in cfg.distill.terms] == ["nfd", "pkl"]
+            assert cfg.distill.normalize and [t["loss"] for t in cfg.distill.terms] == ["pkl"]
 
 
 def test_readme_story_is_what_the_demo_prints():
