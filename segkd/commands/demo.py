@@ -1,7 +1,7 @@
 """`segkd demo`: the segkd story offline on synthetic navel-orange defect data, as a sequence of steps.
 
 `run_demo` runs `STEPS` in order; each step is a plain function of the `DemoRun` that returns its summary
-(a dict, shown as one table row and kept in `--json`). Today: the data step (generate + stratified split).
+(a dict, shown as one table row and kept in `--json`). The data (generated, stratified split) and the demo's preset.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rich.table import Table
 
 from segkd.commands.common import err, out, print_json
 from segkd.data import open_dataset
+from segkd.errors import DataError
 from segkd.data.synthetic import CLASSES, generate_oranges
 
 
@@ -43,7 +44,59 @@ def step_data(run: DemoRun) -> dict:
             "seconds": round(time.perf_counter() - start, 2)}
 
 
-STEPS: list[tuple[str, Callable[[DemoRun], dict]]] = [("data", step_data)]
+#: the demo's preset, written next to the data: the paper preset with a recipe for a short run from a random
+#: backbone on 2 CPU cores (measured on the demo data: README "Quick start", benchmarks/first_run.sh)
+RECIPE_FILE = "fastsegformer-p-demo.yaml"
+RECIPE = """\
+# written by segkd demo: FastSegFormer-P on the demo data, a short run from a random backbone on 2 CPU cores.
+# Edit freely (segkd demo replaces this file only while this first line is unchanged).
+base: fastsegformer-p
+description: FastSegFormer-P, demo recipe (128 px, AdamW 2e-3 poly, hflip, CE + Dice)
+data:
+  input_size: 128                 # a third of 224's cost
+  resize: resize                  # eval/predict: plain resize (the demo images are square)
+  mean: [0.485, 0.456, 0.406]     # ImageNet mean/std instead of the reference's x/255
+  std: [0.229, 0.224, 0.225]
+train:
+  epochs: 30
+  batch_size: 8
+  optimizer: adamw                # the paper's Adam 1e-4 is for a pretrained backbone; this one starts random
+  lr: 2.0e-3
+  min_lr: 2.0e-5
+  weight_decay: 0.01
+  scheduler: poly                 # linear decay per step, no warm-up, no min-lr tail
+  power: 1.0
+  sched_step: iter
+  warmup_epochs: 0
+  min_lr_epochs: 0
+  freeze_epochs: 0
+augment:                          # flips only, as measured (the paper's paste + HSV jitter: not tried alone)
+  - {op: hflip, p: 0.5}
+loss:                             # each defect covers 1-2 % of the pixels: CE alone stays at background
+  - {name: ce, weight: 1.0}
+  - {name: dice, weight: 1.0}
+distill:                          # the teacher is a FastSegFormer-P checkpoint (teacher.weights=FILE)
+  batch_size: 8
+  normalize: true                 # each term divided by its starting value: the weight is relative importance
+  terms:                          # P&KL on the logits; + 0.5 NFD on the fused map learnt slower (25 % val mIoU at
+    - {loss: pkl, weight: 1.0, student: logits, teacher: logits, temperature: 2.0, k1: 0.5}   # epoch 14, 33 % without)
+"""
+TEACHER_EPOCHS = 40
+
+
+def step_recipe(run: DemoRun) -> dict:
+    """Write the demo preset OUT/fastsegformer-p-demo.yaml (refusing to replace a file the demo did not write)."""
+    path = run.out / RECIPE_FILE
+    first_line = RECIPE.split("\n", 1)[0]
+    if path.exists() and (not path.is_file() or path.read_text(encoding="utf-8").split("\n", 1)[0] != first_line):
+        raise DataError(f"{path}: exists and was not written by segkd demo; choose another output folder")
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(RECIPE, encoding="utf-8")
+    partial.replace(path)
+    return {"preset": str(path)}
+
+
+STEPS: list[tuple[str, Callable[[DemoRun], dict]]] = [("data", step_data), ("recipe", step_recipe)]
 
 
 def run_demo(out: Path | str, images: int = 200, size: int = 256, seed: int = 0) -> DemoRun:
@@ -54,27 +107,16 @@ def run_demo(out: Path | str, images: int = 200, size: int = 256, seed: int = 0)
     return run
 
 
-#: the paper preset's recipe sized for the demo data on 2 CPU cores: 128 px (a third of 224's cost), Adam at 1e-3
-#: (the paper's 1e-4 suits a pretrained backbone; this one starts random), batch 8, and Dice beside CE (each defect
-#: class covers ~1-2 % of the pixels: with CE alone a short run predicts background only)
-RECIPE = "data.input_size=128 train.batch_size=8 train.lr=1e-3 'loss=[{name: ce}, {name: dice}]'"
-#: the student's KD terms for a FastSegFormer-P teacher (the preset's NFD pairs name Swin-T-Att-UNet taps):
-#: NFD on the fused decoder map and P&KL on the logits, each normalised by its starting value
-KD = ("distill.batch_size=8 distill.normalize=true 'distill.terms=[{loss: nfd, weight: 0.5, pairs: [[fusion, fusion]]}, "
-      "{loss: pkl, weight: 1.0, student: logits, teacher: logits, temperature: 2.0, k1: 0.5}]'")
-TEACHER_EPOCHS, STUDENT_EPOCHS = 30, 20
-
-
 def next_commands(run: DemoRun) -> list[str]:
-    """The story on the demo data, each command as typed: teacher, student alone, distilled student, then the
-    distilled student evaluated on the test split, exported to ONNX and benchmarked (bench with no target takes
-    the most recent run's best.pt)."""
-    data, kd = run.data_root, "runs/distill/student-kd/weights/best.pt"
+    """The story on the demo data, each command as typed: teacher (the same model trained longer), student
+    alone, distilled student, then the distilled student evaluated on the test split, exported to ONNX and
+    benchmarked (bench with no target takes the most recent run's best.pt)."""
+    preset, data, kd = run.out / RECIPE_FILE, run.data_root, "runs/distill/student-kd/weights/best.pt"
+    teacher = "runs/train/teacher/weights/best.pt"
     return [
-        f"segkd train --preset fastsegformer-p --data {data} name=teacher train.epochs={TEACHER_EPOCHS} {RECIPE}",
-        f"segkd train --preset fastsegformer-p --data {data} name=student train.epochs={STUDENT_EPOCHS} {RECIPE}",
-        f"segkd distill --preset fastsegformer-p --data {data} name=student-kd train.epochs={STUDENT_EPOCHS} "
-        f"{RECIPE} teacher.weights=runs/train/teacher/weights/best.pt {KD}",
+        f"segkd train --preset {preset} --data {data} name=teacher train.epochs={TEACHER_EPOCHS}",
+        f"segkd train --preset {preset} --data {data} name=student",
+        f"segkd distill --preset {preset} --data {data} name=student-kd teacher.weights={teacher}",
         f"segkd eval --weights {kd} --split test",
         f"segkd export --weights {kd}",
         "segkd bench --fp16",
@@ -90,10 +132,11 @@ def main(
 ) -> None:
     """Run the segkd demo offline: synthetic navel-orange defect data (sunburn, ulcer, wind scarring), split.
 
-    Writes OUT/oranges (VOC layout, classes.txt, stratified 6:2:2 lists) and prints the commands of the whole
-    story: train a teacher, train the student alone, distill it, evaluate, export and benchmark, with settings
-    that learn on 2 CPU cores (benchmarks/first_run.sh runs them and prints each one's wall time and mIoU).
-    An existing non-empty OUT/oranges is replaced only if the demo made it.
+    Writes OUT/oranges (VOC layout, classes.txt, stratified 6:2:2 lists) and OUT/fastsegformer-p-demo.yaml (the
+    paper preset with a recipe that learns in a short run on 2 CPU cores), and prints the commands of the whole
+    story: train a teacher, train the student alone, distill it, evaluate, export and benchmark
+    (benchmarks/first_run.sh runs them and prints each one's wall time and mIoU). An existing non-empty
+    OUT/oranges, or an existing preset file, is replaced only if the demo wrote it.
 
     Example: [bold]segkd demo --out demo --images 200 --size 256[/]
     """
@@ -107,6 +150,7 @@ def main(
         table.add_column(column, justify="right" if column == "seconds" else "left")
     splits = " / ".join(f"{n} {s}" for s, n in data["splits"].items())
     table.add_row("data", f"{data['root']}: {data['images']} images {size}×{size}, {splits}", f"{data['seconds']:.1f}")
+    table.add_row("recipe", f"{run.results['recipe']['preset']}: fastsegformer-p for a short run on a CPU", "")
     out.print(table)
     err.print("next:", soft_wrap=True)
     for command in next_commands(run):

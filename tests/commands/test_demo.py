@@ -23,8 +23,11 @@ def test_demo_writes_data_and_prints_next_steps(tmp_path: Path):
     assert "4 train / 1 val / 1 test" in result.stdout
     commands = [line.strip() for line in result.stderr.splitlines() if line.startswith("  segkd ")]
     assert [c.split()[1] for c in commands] == ["train", "train", "distill", "eval", "export", "bench"]
-    assert commands[0].startswith(f"segkd train --preset fastsegformer-p --data {root} name=teacher train.epochs=30")
-    assert "teacher.weights=runs/train/teacher/weights/best.pt" in commands[2] and "distill.normalize=true" in commands[2]
+    preset = tmp_path / "fastsegformer-p-demo.yaml"
+    assert preset.read_text().startswith("# written by segkd demo") and "base: fastsegformer-p" in preset.read_text()
+    assert commands[0] == f"segkd train --preset {preset} --data {root} name=teacher train.epochs=40"
+    assert commands[1] == f"segkd train --preset {preset} --data {root} name=student"
+    assert commands[2].endswith("name=student-kd teacher.weights=runs/train/teacher/weights/best.pt")
     assert commands[3] == "segkd eval --weights runs/distill/student-kd/weights/best.pt --split test"
     assert commands[5] == "segkd bench --fp16"  # the most recent run's best.pt: the distilled student
 
@@ -35,7 +38,8 @@ def test_demo_json_and_rerun(tmp_path: Path):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["steps"]["data"]["splits"] == {"train": 3, "val": 1, "test": 1}
-    assert doc["next"][0].startswith("segkd train --preset fastsegformer-p")
+    assert doc["steps"]["recipe"]["preset"] == str(tmp_path / "fastsegformer-p-demo.yaml")
+    assert doc["next"][0].startswith(f"segkd train --preset {tmp_path / 'fastsegformer-p-demo.yaml'} ")
 
 
 def test_demo_refuses_a_foreign_folder(tmp_path: Path):
@@ -49,16 +53,34 @@ def test_demo_refuses_a_foreign_folder(tmp_path: Path):
     assert [p.name for p in (tmp_path / "oranges").iterdir()] == ["mine.txt"]
 
 
+def test_demo_keeps_a_preset_file_it_did_not_write(tmp_path: Path):
+    run_demo(tmp_path, images=2, size=32)
+    preset = tmp_path / "fastsegformer-p-demo.yaml"
+    preset.write_text(preset.read_text().replace("lr: 2.0e-3", "lr: 1.0e-3"))  # an edit below the first line
+    run_demo(tmp_path, images=2, size=32)
+    assert "lr: 2.0e-3" in preset.read_text()  # the first line unchanged: the demo writes its recipe again
+    preset.write_text("base: fastsegformer-p\n")
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--images", "2", "--size", "32"])
+    assert result.exit_code == 2
+    assert f"{preset}: exists and was not written by segkd demo" in result.stderr
+    assert preset.read_text() == "base: fastsegformer-p\n"
+
+
 def test_printed_train_and_distill_commands_resolve_to_valid_configs(tmp_path: Path):
-    for command in next_commands(DemoRun(tmp_path)):
+    run = run_demo(tmp_path, images=2, size=32)
+    for command in next_commands(run):
         words = shlex.split(command)
         if words[1] not in ("train", "distill"):
             continue
         preset = words[words.index("--preset") + 1]
         overrides = expand_aliases(parse_overrides([w for w in words[2:] if "=" in w]))
         cfg = load_config(preset, overrides)
-        assert cfg.data.input_size == 128 and cfg.train.lr == 1e-3 and [s["name"] for s in cfg.loss] == ["ce", "dice"]
-        assert cfg.train.warmup_epochs < 0.1  # the 1000-epoch recipe's phases scaled to the run
+        assert cfg.model.arch == "fastsegformer_p" and cfg.data.input_size == 128 and cfg.train.lr == 2e-3
+        assert [s["name"] for s in cfg.loss] == ["ce", "dice"] and cfg.augment == [{"op": "hflip", "p": 0.5}]
+        assert cfg.train.scheduler == "poly" and cfg.train.warmup_epochs == 0 and cfg.train.freeze_epochs == 0
+        assert cfg.train.epochs == (40 if "name=teacher" in command else 30)
+        if words[1] == "distill":
+            assert cfg.distill.normalize and [t["loss"] for t in cfg.distill.terms] == ["pkl"]
 
 
 def test_readme_story_is_what_the_demo_prints():
