@@ -108,7 +108,7 @@ def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib:
     config = model_config(name)
     torch.manual_seed(0)
     model = build_model(config["model"]).eval()
-    meta = DeployMeta.from_config(config)
+    meta = DeployMeta.from_config(config).replace(input_size=list(hw))  # calibration images at the timed size
     x = torch.randn(1, 3, *hw)
     plain_options = ort.SessionOptions()
     plain_options.intra_op_num_threads = threads

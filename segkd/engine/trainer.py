@@ -21,14 +21,13 @@ The distiller keeps its teacher in eval mode itself; best.pt holds the student o
 
 Under torchrun (`segkd.engine.distributed`) every rank runs this loop on its shard of each epoch (batch size is
 per process), DDP averages the gradients, validation is sharded with one all-reduced confusion matrix, the
-loss averages are reduced, and only rank 0 writes files (`_write_epoch`, `_prepare_run_dir`).
+loss averages are reduced, and only rank 0 writes files (`segkd.engine.run_writer.RunWriter`).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -37,13 +36,13 @@ import torch
 from rich.console import Console
 from torch import Tensor, nn
 
-from segkd.config import Config, config_to_dict, dump_config, size_hw
+from segkd.config import Config, config_to_dict, size_hw
 from segkd.data.augment import build_train_transform
 from segkd.data.transforms import Preprocess
 from segkd.engine.callbacks import add_callback, new_callbacks, run_callbacks
 from segkd.data.scan import scan_splits
-from segkd.engine.checkpointing import (atomic_save, read_resume_checkpoint, repair_best, run_dir_of,
-                                       seed_everything, set_rng_state, training_state)
+from segkd.engine.checkpointing import (read_resume_checkpoint, repair_best, seed_everything, set_rng_state,
+                                       training_state)
 from segkd.engine.device import Precision, is_main_process, world
 from segkd.engine.distributed import (any_rank, convert_sync_bn, init_distributed, reduce_mean,
                                      silence_echoed_failures, sync_replicas, wrap_ddp)
@@ -56,15 +55,12 @@ from segkd.engine.metrics import SegMetrics
 from segkd.engine.optim import ParamGroupSpec, build_optimizer, model_param_groups, trainable_parameters
 from segkd.engine.plan import RunPlan
 from segkd.engine.progress import EpochProgress, epoch_line
-from segkd.engine.results import ResultsCSV, TensorBoardLogger, plot_results, tensorboard_available
-from segkd.engine.runs import make_run_dir
+from segkd.engine.run_writer import RunWriter
 from segkd.engine.schedulers import LRSchedule, Scheduler
 from segkd.errors import ConfigError, Interrupted, JobFailed
 from segkd.losses import build_loss
 from segkd.models import build_model, checkpoint_payload, load_weights
-from segkd.outputs import guard_outputs, make_dirs, remove_stale_temps
-
-PLOT_EVERY_S = 30.0  # plots/ refresh at most this often (drawing costs ~0.1-0.5 s), and always after the last epoch
+from segkd.outputs import remove_stale_temps
 
 
 class DistillerHooks(Protocol):
@@ -102,11 +98,8 @@ class Trainer:
         self.metrics: SegMetrics | None = None
         self.results: dict[str, Any] = {}  # the last results.csv row
         self.summary: dict[str, Any] = {}
-        self.save_dir: Path | None = None
-        self._made_run_dir = False  # this run created save_dir (so a failure before any checkpoint removes it)
-        self.tensorboard: TensorBoardLogger | None = None
+        self.writer = RunWriter(self.cfg, command, self.run_inputs(), self.main, self.log)
         self.resume_rng: dict | None = None
-        self._plotted_at = -math.inf
         self.images_per_second: float | None = None  # train throughput of the last epoch
         self.resume_step = 0  # batches of `start_epoch` already done (a run stopped by Ctrl-C mid-epoch)
         self.resume_sums: dict[str, float] = {}
@@ -146,7 +139,7 @@ class Trainer:
             raise ConfigError(f"{cfg.resume}: the run already finished its {tcfg.epochs} epochs; nothing to "
                               f"resume{rebuilt}")
         if resume is None and self.main:
-            self._guard_run_dir()  # before any work: the data scan's cache is the first write
+            self.writer.guard()  # before any work: the data scan's cache is the first write
         self.device = init_distributed(tcfg.device)  # this rank's device; the process group under torchrun
         self.precision = Precision.for_device(self.device, tcfg.amp)
         seed_everything(tcfg.seed)
@@ -206,7 +199,7 @@ class Trainer:
             self._load_resume_state(resume)
         trainable = self.distiller.student_module(self.model) if self.distiller is not None else self.model
         self.train_module = wrap_ddp(trainable, self.device, static_graph=self.freeze_epochs == 0)
-        self._prepare_run_dir(resume is not None)
+        self.writer.open(self.start_epoch if resume is not None else None)
         self.divergence = DivergenceGuard(tcfg.nan_patience, lambda msg: self.log(f"[yellow]warning:[/] {msg}"),
                                           advice=f"lower train.lr (resume={self.save_dir}/weights/last.pt "
                                                  "train.lr=X), set train.clip_grad, or check the labels")
@@ -229,12 +222,6 @@ class Trainer:
             self.log(f"note: train.lr changes from {saved_lr:g} to {self.cfg.train.lr:g} on resume "
                      "(the schedule continues from the same step with the new base lr)")
 
-    def run_outputs(self, save_dir: Path) -> list[Path]:
-        """The files a run writes under `save_dir` (what the output guard checks before any work)."""
-        weights = save_dir / "weights"
-        return [save_dir / "config.yaml", save_dir / "results.csv", weights / "last.pt", weights / "best.pt",
-                *(save_dir / "plots" / f for f in ("loss.png", "metrics.png", "lr.png"))]
-
     def run_inputs(self) -> list[str | None]:
         """What a run reads: the data root and every weights file."""
         cfg = self.cfg
@@ -242,44 +229,12 @@ class Trainer:
         return [cfg.data.root, cfg.model.weights, cfg.model.backbone_weights, teacher]
 
     @property
-    def _run_name(self) -> str:
-        return self.cfg.name or self.cfg.preset or self.command
+    def save_dir(self) -> Path | None:
+        return self.writer.save_dir
 
-    def _guard_run_dir(self) -> None:
-        """The output guard on the run folder this run will make (refusals happen before any work)."""
-        cfg = self.cfg
-        planned = make_run_dir(cfg.project, self.command, self._run_name, cfg.exist_ok, create=False)
-        guard_outputs(self.run_outputs(planned), self.run_inputs(), force=cfg.exist_ok, force_hint="exist_ok=true")
-
-    def _prepare_run_dir(self, resuming: bool) -> None:
-        cfg = self.cfg
-        if resuming:
-            self.save_dir = run_dir_of(cfg.resume)
-        elif self.main:
-            self._made_run_dir = not (Path(cfg.project) / self.command / self._run_name).exists() or not cfg.exist_ok
-            self.save_dir = make_run_dir(cfg.project, self.command, self._run_name, cfg.exist_ok)
-        if self.save_dir is None:
-            return
-        self.weights_dir = self.save_dir / "weights"
-        self.results_csv = ResultsCSV(self.save_dir / "results.csv")
-        if not self.main:
-            return
-        make_dirs(self.weights_dir)
-        for folder in (self.save_dir, self.weights_dir):
-            remove_stale_temps(folder)
-        if repair_best(self.weights_dir) is not None:
-            self.log(f"note: {self.weights_dir / 'best.pt'} rebuilt from last.pt (the run stopped between the two)")
-        if resuming:
-            self.results_csv.keep_until(self.start_epoch)
-        else:
-            stored = copy.deepcopy(cfg)
-            stored.resume = None
-            dump_config(stored, self.save_dir / "config.yaml")
-        if cfg.train.tensorboard:
-            if tensorboard_available():
-                self.tensorboard = TensorBoardLogger(self.save_dir / "tensorboard")
-            else:
-                self.log("[yellow]warning:[/] train.tensorboard=true but the tensorboard package is not installed")
+    @property
+    def weights_dir(self) -> Path | None:
+        return self.writer.weights_dir
 
     # -- the loop -------------------------------------------------------------------------------------
     @silence_echoed_failures
@@ -290,14 +245,8 @@ class Trainer:
         try:
             return self._train()
         except BaseException:
-            self._remove_unused_run_dir()
+            self.writer.remove_if_unused()
             raise
-
-    def _remove_unused_run_dir(self) -> None:
-        weights = getattr(self, "weights_dir", None)
-        saved = weights is not None and any(p.is_file() for p in weights.rglob("*"))
-        if self._made_run_dir and self.main and self.save_dir is not None and not saved:
-            shutil.rmtree(self.save_dir, ignore_errors=True)
 
     def _train(self) -> dict[str, Any]:
         self.setup()
@@ -322,8 +271,7 @@ class Trainer:
                 if not final and any_rank(self.stop.requested):
                     self._interrupted(f"after epoch {epoch + 1}")
         self.summary = self._summary(time.perf_counter() - t0)
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        self.writer.close()
         self.run_callbacks("on_train_end")
         return self.summary
 
@@ -458,7 +406,7 @@ class Trainer:
         row["time"] = seconds
         self.results = row
         if self.main:
-            self._write_epoch(improved)
+            self.writer.write_epoch(row, lambda training: self._payload(epoch + 1, training), improved)
             self.log(epoch_line(row, self.cfg.train.epochs, improved))
             self.run_callbacks("on_model_save")
         self.run_callbacks("on_fit_epoch_end")
@@ -474,12 +422,11 @@ class Trainer:
 
     def _interrupted(self, where: str, step: int = 0, sums: dict[str, float] | None = None) -> None:
         """Save last.pt mid-epoch (Ctrl-C), then stop with the exact resume command (exit 130)."""
+        last = self.weights_dir / "last.pt"
         if step:
             self._check_weights(where)
-            if self.main:
-                atomic_save(self._payload(self.epoch, training=True, epoch_step=step, epoch_sums=dict(sums or {})),
-                            self.weights_dir / "last.pt")
-        last = self.weights_dir / "last.pt"
+            self.writer.save_last(self._payload(self.epoch, training=True, epoch_step=step,
+                                                epoch_sums=dict(sums or {})))
         raise Interrupted(f"interrupted {where}: saved {last}; resume with: segkd {self.command} resume={last}")
 
     def _payload(self, epochs_done: int, training: bool = False, **extra: Any) -> dict[str, Any]:
@@ -491,23 +438,6 @@ class Trainer:
             common |= training_state(self.optimizer, self.scheduler, self.scaler, self.global_step, ema=self.ema,
                                      model=self.model, adapters=self.distiller.adapters if self.distilling else None)
         return checkpoint_payload(self.eval_model, config, **common, **extra)
-
-    def _write_epoch(self, improved: bool) -> None:
-        """results.csv row, plots, last.pt (+ best.pt, epochN.pt): main process only, checkpoints atomic."""
-        self.results_csv.append(self.results)
-        now = time.perf_counter()
-        if self.epoch + 1 == self.cfg.train.epochs or now - self._plotted_at >= PLOT_EVERY_S:
-            plot_results(self.results_csv.rows(), self.save_dir / "plots")
-            self._plotted_at = now
-        if self.tensorboard is not None:
-            self.tensorboard.log(self.results)
-        done = self.epoch + 1
-        atomic_save(self._payload(done, training=True), self.weights_dir / "last.pt")  # first: see repair_best
-        if improved:
-            atomic_save(self._payload(done), self.weights_dir / "best.pt")
-        period = self.cfg.train.save_period
-        if period and done % period == 0:
-            atomic_save(self._payload(done), self.weights_dir / f"epoch{done}.pt")
 
     def _summary(self, seconds: float) -> dict[str, Any]:
         weights = self.save_dir / "weights" if self.save_dir is not None else None
