@@ -74,7 +74,7 @@ class TrainConfig:
     accumulate: int = 1  # gradient accumulation steps
     clip_grad: float | None = None  # max grad norm
     ema: bool = False
-    ema_decay: float = 0.9999
+    ema_decay: float = 0.9999  # capped at 1 - 10/(the run's optimizer steps) on a short run (engine/ema.py)
     val_interval: int = 1  # validate every N epochs (and always after the last)
     save_period: int = 0  # also keep epochN.pt every N epochs (0 = off)
     seed: int = 0  # >= 0

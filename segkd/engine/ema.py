@@ -5,6 +5,11 @@
 The ramp (PP-MobileSeg's, PaddleSeg `--use_ema`) makes the first update a plain copy and lets early averages
 follow the fast-moving weights. Floating-point parameters and buffers (BN running stats) are averaged;
 integer buffers (`num_batches_tracked`) are copied. The EMA copy is what validation and best.pt use.
+
+The average's horizon scales with the run (`decay_for_run`): a decay whose time constant 1/(1 - decay) is longer
+than a tenth of the run's optimizer steps is lowered to 1 - 10/steps, so a short run's EMA follows the weights
+instead of averaging the whole run from its random start (0.9999 is a 10,000-step horizon; a 300-step run gets
+0.967). Long runs keep the configured decay.
 """
 
 from __future__ import annotations
@@ -13,6 +18,15 @@ import copy
 
 import torch
 from torch import nn
+
+
+#: the EMA's time constant is at most this share of the run's optimizer steps
+HORIZON_SHARE = 0.1
+
+
+def decay_for_run(decay: float, total_steps: int) -> float:
+    """`decay`, or 1 - 1/(HORIZON_SHARE · total_steps) when its horizon is longer than that share of the run."""
+    return min(decay, max(0.0, 1.0 - 1.0 / (HORIZON_SHARE * max(total_steps, 1))))
 
 
 class ModelEMA:

@@ -193,7 +193,7 @@ class Trainer:
         self.freeze_epochs = self.plan.freeze_epochs  # 0 for a random backbone
         self.scheduler = Scheduler(self.optimizer, schedule, per_iter=tcfg.sched_step == "iter")
         self.scaler = self.precision.grad_scaler()
-        self.ema = ModelEMA(self.model, tcfg.ema_decay) if tcfg.ema else None
+        self.ema = ModelEMA(self.model, self.plan.run_ema_decay) if tcfg.ema else None
 
         if resume is not None:
             self._load_resume_state(resume)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from segkd.engine.ema import ModelEMA
+from segkd.engine.ema import ModelEMA, decay_for_run
 
 
 def net():
@@ -62,3 +62,9 @@ def test_state_round_trip():
     other.load_state_dict(ema.state_dict(), ema.module.state_dict())
     assert other.updates == 3
     assert torch.equal(other.module[0].weight, ema.module[0].weight)
+
+
+@pytest.mark.parametrize("decay, steps, expected", [(0.9999, 300, 1 - 1 / 30), (0.999, 80_000, 0.999),
+                                                    (0.99, 5, 0.0)])
+def test_decay_for_run_caps_the_horizon_at_a_tenth_of_the_run(decay, steps, expected):
+    assert decay_for_run(decay, steps) == pytest.approx(expected)

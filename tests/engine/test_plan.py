@@ -72,3 +72,13 @@ def test_a_warm_up_inside_the_first_epoch_stepped_per_epoch_points_at_sched_step
     plan = plan_for(["train.epochs=1", "train.lr=1e-3"])  # epoch 0 runs at warmup_start_lr
     assert plan.messages()[0].endswith("(warm-up 0.003 of 1 epochs, warm_cosine per epoch: step it per iteration: "
                                        "train.sched_step=iter)")
+
+
+def test_the_ema_horizon_scales_with_a_short_run_and_stays_on_a_long_one():
+    short = plan_for(["train.epochs=20", "train.ema=true", "train.ema_decay=0.9999"])  # 300 steps
+    assert short.run_ema_decay == pytest.approx(1 - 1 / 30)  # time constant: a tenth of the run
+    assert short.line().endswith("EMA decay 0.9667")
+    assert short.messages() == ["note: train.ema_decay 0.9999 -> 0.9667 for this run (its horizon of 10000 steps is "
+                                "longer than a tenth of the run's 300 steps)"]
+    long = plan_for(["train.epochs=1000", "train.ema=true", "train.ema_decay=0.999"])  # 15,000 steps
+    assert long.run_ema_decay == 0.999 and long.messages() == []
