@@ -28,7 +28,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from segkd.deploy.graph_passes import swap_resize_pointwise
+from segkd.deploy.graph_passes import spatial_mean_to_global_pool, swap_resize_pointwise
 from segkd.deploy.meta import DeployMeta
 from segkd.errors import ConfigError, JobFailed, SegkdError, first_line
 from segkd.outputs import atomic_path, disk_error, make_dirs, temp_path
@@ -148,6 +148,7 @@ def export_onnx(
         proto, note = simplify_graph(proto, dummy.cpu().numpy())
         notes += [note] if note else []
     swap_resize_pointwise(proto)
+    spatial_mean_to_global_pool(proto)
     precision = "fp16" if half else "fp32"
     meta = meta.replace(input_size=list(hw), output=output_name(argmax), precision=precision, dynamic=dyn_names)
     save_with_meta(proto, meta, path)

@@ -1,4 +1,4 @@
-"""Exact graph rewrites: Resize -> Conv1×1 becomes Conv1×1 -> Resize only where it saves work."""
+"""Exact graph rewrites: Resize -> Conv1×1 swapped where it saves work, GELU fused, spatial means pooled."""
 
 import warnings
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from segkd.deploy.export import simplify_graph
-from segkd.deploy.graph_passes import fuse_gelu, swap_resize_pointwise
+from segkd.deploy.graph_passes import fuse_gelu, spatial_mean_to_global_pool, swap_resize_pointwise
 
 
 class UpThenConv(nn.Module):
@@ -67,3 +67,30 @@ def test_exact_gelu_becomes_one_node_at_opset_20(tmp_path):
     onnx.checker.check_model(fused)
     x = np.random.default_rng(0).standard_normal((1, 8, 6, 10), dtype=np.float32)
     assert np.abs(_run(fused, x) - _run(proto, x)).max() < 1e-5
+
+
+class Means(nn.Module):
+    """A squeeze-excite squeeze (spatial mean, kept dims) beside means that are not a global pool."""
+
+    def forward(self, x):
+        squeeze = x.mean((2, 3), keepdim=True)  # N×C×1×1: becomes GlobalAveragePool
+        per_row = x.mean(3, keepdim=True)  # N×C×H×1: stays
+        flat = x.mean((2, 3))  # N×C (keepdims=0): stays
+        return x * squeeze + per_row + flat[:, :, None, None]
+
+
+@pytest.mark.parametrize("opset", [17, 18])  # axes: an attribute, then an input
+def test_spatial_mean_becomes_global_average_pool_exactly(opset, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Means(), (torch.randn(1, 4, 6, 10),), str(tmp_path / "m.onnx"), dynamo=False,
+                          opset_version=opset, input_names=["x"])
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    before = onnx.ModelProto()
+    before.CopyFrom(proto)
+    assert spatial_mean_to_global_pool(proto) == 1
+    onnx.checker.check_model(proto)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("GlobalAveragePool") == 1 and ops.count("ReduceMean") == 2
+    x = np.random.default_rng(0).standard_normal((1, 4, 6, 10), dtype=np.float32)
+    assert np.abs(_run(proto, x) - _run(before, x)).max() < 1e-5
