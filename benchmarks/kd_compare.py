@@ -194,6 +194,8 @@ def main() -> None:
         teacher_miou, teacher_arch = test_miou(teacher, data, args.device), read_checkpoint(teacher)["arch"]
         log(f"teacher {teacher_arch} {teacher}: test mIoU {teacher_miou:.2f}")
         runs: dict[str, list[dict]] = {ALONE: [], **{m: [] for m in methods}}
+        log(f"plan: seeds 0..{args.seeds - 1} × ({', '.join(runs)}), {args.budget_s:g} s of training each, "
+            f"student {args.student_arch or 'of the demo recipe'}, the same {args.images} images at {args.size} px")
         for seed in range(args.seeds):
             for method in runs:
                 kd = None if method == ALONE else {"distill.teacher.weights": teacher, "distill.terms": methods[method]}
@@ -208,6 +210,9 @@ def main() -> None:
              "budget_s": args.budget_s, "seeds": args.seeds, "images": args.images, "methods": methods}
     doc = {"setup": setup, "teacher_miou": teacher_miou, "rows": summarise(runs),
            "seconds": time.perf_counter() - start, "classes": CLASSES}
+    slow = sorted({m for m, rs in runs.items() for r in rs if r["epochs"] == 1 and r["seconds"] > 1.5 * args.budget_s})
+    if slow:
+        log(f"warning: one epoch outlasts the budget ({', '.join(slow)}: 1 epoch): raise --budget-s or lower --images")
     if args.json:
         print(json.dumps(doc, indent=2))
     else:

@@ -41,12 +41,12 @@ from segkd.config import Config, config_to_dict, size_hw
 from segkd.engine.adapted_student import AdaptedStudent
 from segkd.engine.checkpointing import seed_everything
 from segkd.engine.evaluator import evaluate_model
+from segkd.engine.tap_pairs import AUTO, auto_pairs, check_tap, probe_taps
+from segkd.engine.teacher import TeacherSpec, build_teacher, resolve_teacher
 from segkd.errors import ConfigError
 from segkd.losses import build_loss
 from segkd.losses.kd import KDLoss
 from segkd.losses.resize import resize_to
-from segkd.engine.tap_pairs import AUTO, auto_pairs, check_tap, probe_taps
-from segkd.engine.teacher import TeacherSpec, build_teacher, resolve_teacher
 
 
 @dataclass

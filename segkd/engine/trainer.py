@@ -5,7 +5,8 @@ summary = train(load_config("fastsegformer-p", ["data.root=data/oranges", "train
 ```
 `Trainer(cfg, command="train", distiller=None)` owns the loop, AMP, gradient accumulation and clipping, EMA,
 backbone freezing, validation (`evaluate_model`, so `segkd eval best.pt` reproduces results.csv), checkpoints
-and results. Extra behaviour hangs on named events (`add_callback`, see `segkd.engine.callbacks`).
+and results; `train.time` ends it at a wall-clock budget (`segkd.engine.time_budget`). Extra behaviour hangs on
+named events (`add_callback`, see `segkd.engine.callbacks`).
 
 Distillation is this loop plus a distiller (`segkd.engine.distill.Distiller`, teacher frozen inside; see
 `segkd.engine.distiller_hooks.DistillerHooks`):
