@@ -61,8 +61,10 @@ def main(
 ) -> None:
     """Distill a teacher into a student: hard labels + the preset's weighted KD terms, one column each.
 
-    The teacher is [bold]distill.teacher[/]: a segkd checkpoint (it rebuilds itself and sees the images at the
-    size it was trained at, unless distill.teacher.input_size is set), or a preset + foreign weights.
+    The teacher is [bold]distill.teacher[/]: a segkd checkpoint of any family (it rebuilds itself and sees the
+    images at the size it was trained at, unless distill.teacher.input_size is set; it wins over the preset's
+    teacher), or foreign weights with distill.teacher.arch=MODEL or .preset=NAME. A feature term with
+    [bold]pairs: auto[/] pairs each student tap with the teacher tap of the same stride (printed below).
     [bold]teacher.weights=FILE[/] is short for distill.teacher.weights=FILE. distill.normalize=true divides each
     KD term by its starting value; the first step prints each term against the hard-label loss. Checkpoints hold
     the student only, so eval/predict/export take best.pt as they take a trained one.
@@ -82,6 +84,8 @@ def main(
                                                      teacher_size_from_checkpoint=from_checkpoint)
     if cfg.distill.teacher.weights is None:
         err.print("[yellow]warning:[/] the teacher is untrained (--random-teacher): this run only tests the pipeline")
+    if distiller.teacher_spec.note:
+        err.print(f"note: {distiller.teacher_spec.note}", markup=False, soft_wrap=True)
     (th, tw), (sh, sw) = distiller.teacher_size, distiller.student_size
     err.print(f"teacher {distiller.teacher_arch} at {th}×{tw} ({distiller.teacher_spec.source}), "
               f"student {cfg.model.arch} at {sh}×{sw}", markup=False, soft_wrap=True)

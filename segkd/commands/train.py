@@ -71,7 +71,8 @@ def main(
 
     Setting train.epochs scales the preset's warm-up, min-lr tail and backbone freeze to the run (3 warm-up
     epochs of 1000 become 0.06 of 20); the plan line shows them. A backbone is frozen only when it was loaded
-    (model.backbone_weights or model.weights). The class count, names and palette come from the data's
+    (model.backbone_weights or model.weights). [bold]train.time=H[/] trains for H hours of wall time instead: the
+    epoch count and schedule are re-estimated after each epoch, and a resumed run keeps the rest. The class count, names and palette come from the data's
     classes.txt unless given as overrides. Resume an interrupted run with
     [bold]resume=runs/train/<name>/weights/last.pt[/] (its saved config is used).
 

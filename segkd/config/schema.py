@@ -49,7 +49,8 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100
+    epochs: int = 100  # with train.time: the first epoch's guess only
+    time: float | None = None  # hours of wall time: re-estimates epochs + stretches the schedule (engine/time_budget)
     batch_size: int = 8
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = 1e-4
@@ -87,15 +88,16 @@ class TrainConfig:
 
 @dataclass
 class TeacherConfig:
-    preset: str | None = None  # a preset whose model is the teacher
-    weights: str | None = None  # the teacher's weights (segkd checkpoint or foreign state dict)
+    preset: str | None = None  # a preset whose model is the teacher (a segkd checkpoint in weights wins over it)
+    arch: str | None = None  # a registered model for a foreign state dict (instead of preset; its default mean/std)
+    weights: str | None = None  # the teacher's weights: a segkd checkpoint (it rebuilds itself) or a foreign state dict
     input_size: Size | None = None  # None = the student's input size (KD_1); e.g. 512 for KD_2
 
 
 @dataclass
 class DistillConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    terms: list[dict] = field(default_factory=list)  # {loss, weight, student: tap, teacher: tap, ...}
+    terms: list[dict] = field(default_factory=list)  # {loss, weight, student: tap, teacher: tap | pairs: [[s, t]] | auto}
     adapter_lr_mult: float = 1.0  # lr multiplier of the learned channel adapters
     batch_size: int | None = None  # None = train.batch_size (FastSegFormer KD: 6)
     freeze_epochs: int | None = None  # None = train.freeze_epochs (FastSegFormer KD HEAD: 0); scales with train.epochs

@@ -39,7 +39,7 @@ def unknown_key_error(key: str, where: str = "") -> ConfigError:
 _LOWER_BOUNDS = {
     "model.num_classes": (1, False), "data.ignore_index": (0, False), "data.workers": (0, False),
     "data.images": (1, False), "train.epochs": (1, False), "train.batch_size": (1, False), "train.lr": (0, True),
-    "train.min_lr": (0, False), "train.weight_decay": (0, False), "train.accumulate": (1, False),
+    "train.min_lr": (0, False), "train.time": (0, True), "train.weight_decay": (0, False), "train.accumulate": (1, False),
     "train.val_interval": (1, False), "train.save_period": (0, False), "train.freeze_epochs": (0, False),
     "train.warmup_epochs": (0, False), "train.warmup_iters": (0, False), "train.min_lr_epochs": (0, False),
     "distill.batch_size": (1, False), "train.seed": (0, False), "train.nan_patience": (1, False), "distill.normalize_steps": (1, False),

@@ -8,9 +8,11 @@ A preset's `distill` block names the teacher and the terms:
         - {loss: nfd, weight: 5.0, pairs: [[stage1, stage1], [fusion, a3]]}
         - {loss: pkl, weight: 0.5, student: logits, teacher: logits, temperature: 2.0}
 
-`Distiller.from_config` builds the teacher (frozen: eval mode, no gradients, BatchNorm statistics fixed), reads
-the shape of every paired tap in one dry run of each model, and builds one adapter per pair from those shapes
-(`KDLoss.build_adapter`); nobody types a channel count. The Trainer then calls, per batch:
+`Distiller.from_config` resolves the teacher (`segkd.engine.teacher`: any family, a segkd checkpoint rebuilds
+itself), reads the shape of every tap of both models on the meta device (`segkd.engine.tap_pairs`: a pair naming a
+missing tap fails before any weight is built, `pairs: auto` pairs taps of equal stride), builds one adapter per
+pair from those shapes (`KDLoss.build_adapter`; nobody types a channel count), then builds and freezes the
+teacher (eval mode, no gradients, BatchNorm statistics fixed). The Trainer then calls, per batch:
 
     module = distiller.student_module(student)      # AdaptedStudent: student + adapters, what DDP wraps (once)
     x_s = distiller.student_input(images)            # the student's view (resized when the teacher's differs)
@@ -29,23 +31,22 @@ The teacher must be trained: without `distill.teacher.weights` building fails (e
 from __future__ import annotations
 
 import dataclasses
-import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
-from segkd.config import Config, config_to_dict, load_config, size_hw
+from segkd.config import Config, config_to_dict, size_hw
 from segkd.engine.adapted_student import AdaptedStudent
 from segkd.engine.checkpointing import seed_everything
 from segkd.engine.evaluator import evaluate_model
+from segkd.engine.tap_pairs import AUTO, auto_pairs, check_tap, probe_taps
+from segkd.engine.teacher import TeacherSpec, build_teacher, resolve_teacher
 from segkd.errors import ConfigError
 from segkd.losses import build_loss
 from segkd.losses.kd import KDLoss
 from segkd.losses.resize import resize_to
-from segkd.models import build_model, is_segkd_checkpoint, load_weights
-from segkd.models.checkpoint import read_weights_file
 
 
 @dataclass
@@ -56,6 +57,7 @@ class KDTerm:
     weight: float
     loss: KDLoss
     pairs: list[tuple[str, str]]
+    skipped: list[str] | None = None  # `pairs: auto`: student taps with no teacher tap at their stride
 
 
 class TermScales(nn.Module):
@@ -83,19 +85,8 @@ class TermScales(nn.Module):
 DWARFS = 20.0
 
 
-@dataclass
-class TeacherSpec:
-    """The frozen teacher and how it sees the data."""
-
-    model: nn.Module
-    input_size: tuple[int, int]
-    mean: list[float]
-    std: list[float]
-    source: str  # what it was loaded from, for messages
-
-
-def parse_terms(terms: list[dict]) -> list[tuple[dict, list[tuple[str, str]]]]:
-    """(loss spec for `build_loss`, pairs) per term; a malformed term fails naming `distill.terms[i]`."""
+def parse_terms(terms: list[dict]) -> list[tuple[dict, list[tuple[str, str]] | str]]:
+    """(loss spec for `build_loss`, pairs or 'auto') per term; a malformed term fails naming `distill.terms[i]`."""
     if not terms:
         raise ConfigError("distill.terms is empty: name at least one KD term, e.g. {loss: kl, student: logits, teacher: logits}")
     parsed = []
@@ -105,12 +96,14 @@ def parse_terms(terms: list[dict]) -> list[tuple[dict, list[tuple[str, str]]]]:
             raise ConfigError(f"{where}: expected a mapping like {{loss: nfd, student: fusion, teacher: a3}}, got {term!r}")
         if "pairs" in term and ("student" in term or "teacher" in term):
             raise ConfigError(f"{where}: give either 'pairs' or 'student'/'teacher', not both")
-        if "pairs" in term:
+        if term.get("pairs") == AUTO:
+            pairs = AUTO
+        elif "pairs" in term:
             pairs = term["pairs"]
             if not isinstance(pairs, list) or not pairs or not all(
                 isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in pairs
             ):
-                raise ConfigError(f"{where}: pairs={pairs!r} is not a list of [student_tap, teacher_tap]")
+                raise ConfigError(f"{where}: pairs={pairs!r} is not a list of [student_tap, teacher_tap] or 'auto'")
             pairs = [tuple(p) for p in pairs]
         else:
             student, teacher = term.get("student"), term.get("teacher")
@@ -120,55 +113,6 @@ def parse_terms(terms: list[dict]) -> list[tuple[dict, list[tuple[str, str]]]]:
         spec = {k: v for k, v in term.items() if k not in ("student", "teacher", "pairs")}
         parsed.append((spec, pairs))
     return parsed
-
-
-def freeze_teacher(model: nn.Module) -> nn.Module:
-    """Eval mode, no gradients, and `train()` keeps it in eval mode (BatchNorm statistics never move)."""
-    model.eval()
-    model.requires_grad_(False)
-    model.train = types.MethodType(lambda self, mode=True: nn.Module.train(self, False), model)
-    return model
-
-
-def build_teacher(cfg: Config, allow_random: bool = False, size_from_checkpoint: bool = False) -> TeacherSpec:
-    """The teacher named by `cfg.distill.teacher`: a segkd checkpoint (it rebuilds itself), or a preset's model
-    (+ foreign weights).
-
-    Its class count is the student's (both learn the same labels). Its input normalisation is the one it was
-    trained with: the checkpoint's config when the weights are a segkd checkpoint, else its preset's. Its input
-    size is distill.teacher.input_size, or the checkpoint's own with `size_from_checkpoint` (the size it was
-    trained at), else the student's; the size used is written back into `cfg` (config.yaml says it).
-    """
-    tcfg = cfg.distill.teacher
-    ckpt = read_weights_file(tcfg.weights) if tcfg.weights else None
-    ckpt_cfg = ckpt["config"] if is_segkd_checkpoint(ckpt) else None
-    if tcfg.preset is None and ckpt_cfg is None:
-        raise ConfigError(
-            "distill.teacher: set 'preset' (a preset whose model is the teacher) or 'weights' (a segkd checkpoint)"
-        )
-    if tcfg.weights is None and not allow_random:
-        raise ConfigError(
-            "distill.teacher.weights is not set: distillation needs a trained teacher "
-            f"(train one with `segkd train --preset {tcfg.preset}`, then pass "
-            "distill.teacher.weights=runs/train/<name>/weights/best.pt)"
-        )
-    if ckpt_cfg is not None:
-        model_cfg, data = ckpt_cfg["model"], ckpt_cfg["data"]
-        if model_cfg["num_classes"] != cfg.model.num_classes:
-            raise ConfigError(f"{tcfg.weights}: the teacher has {model_cfg['num_classes']} classes, the student "
-                              f"model.num_classes={cfg.model.num_classes}")
-    else:
-        tpre = load_config(tcfg.preset)
-        model_cfg = {"arch": tpre.model.arch, "num_classes": cfg.model.num_classes, "options": tpre.model.options}
-        data = {"mean": tpre.data.mean, "std": tpre.data.std}
-    model = build_model(model_cfg)
-    if tcfg.weights is not None:
-        load_weights(model, tcfg.weights)
-    if size_from_checkpoint and ckpt_cfg is not None:
-        tcfg.input_size = ckpt_cfg["data"]["input_size"]
-    size = size_hw(tcfg.input_size if tcfg.input_size is not None else cfg.data.input_size)
-    source = tcfg.weights or f"{tcfg.preset} (random init)"
-    return TeacherSpec(freeze_teacher(model), size, list(data["mean"]), list(data["std"]), str(source))
 
 
 class Distiller:
@@ -195,38 +139,49 @@ class Distiller:
     @classmethod
     def from_config(cls, cfg: Config, student: nn.Module | None = None, device: torch.device | str = "cpu",
                     allow_random_teacher: bool = False, teacher_size_from_checkpoint: bool = False) -> "Distiller":
-        """Build everything `cfg.distill` describes; tap names and shapes are checked here (the teacher: see
-        `build_teacher`).
+        """Build everything `cfg.distill` describes; tap names, pairs and adapters are checked before the
+        teacher is built (see `segkd.engine.teacher.resolve_teacher`).
 
-        The dry run reads the student's tap shapes from `student` (on the CPU) or, when None, from a throwaway
-        instance of `cfg.model` (the Trainer builds the real one).
+        The dry run reads the student's tap shapes from `student` or, when None, from `cfg.model` on the meta
+        device (the Trainer builds the real one).
         """
         if cfg.distill is None:
             raise ConfigError(f"preset '{cfg.preset}' has no distill block (teacher + terms): see `segkd presets`")
         parsed = parse_terms(cfg.distill.terms)
-        seed_everything(cfg.train.seed)  # the teacher's random init (smoke tests), the probe and the adapters
-        teacher = build_teacher(cfg, allow_random_teacher, teacher_size_from_checkpoint)
+        source = resolve_teacher(cfg, allow_random_teacher, teacher_size_from_checkpoint)  # reads, builds nothing
         student_size = size_hw(cfg.data.input_size)
-        probe = student if student is not None else build_model(config_to_dict(cfg)["model"])
-        s_shapes = probe.tap_shapes(student_size)
-        t_shapes = teacher.model.tap_shapes(teacher.input_size)
-        terms, adapters, seen = [], nn.ModuleDict(), {}
+        s_shapes = (student.tap_shapes(student_size) if student is not None
+                    else probe_taps(config_to_dict(cfg)["model"], student_size)[0])
+        t_shapes, t_default = probe_taps(source.model_cfg, source.input_size)
+        s_arch, t_arch = cfg.model.arch, source.model_cfg["arch"]
+        specs = []  # (loss spec, pairs, skipped): every tap checked before a weight is built or read
         for i, (spec, pairs) in enumerate(parsed):
+            skipped = None
+            if pairs == AUTO:
+                pairs, skipped = auto_pairs(s_shapes, student_size, t_shapes, source.input_size)
+                if not pairs:
+                    raise ConfigError(f"distill.terms[{i}]: pairs: auto found no teacher tap at the stride of any "
+                                      f"student tap ({s_arch}: {', '.join(s_shapes)}; {t_arch}: {', '.join(t_shapes)})")
+            for s, t in pairs:
+                check_tap(s_shapes, s, "student", s_arch, i)
+                check_tap(t_shapes, t, "teacher", t_arch, i)
+            specs.append((spec, pairs, skipped))
+        seed_everything(cfg.train.seed)  # the adapters, then the teacher's random init (smoke tests)
+        terms, adapters, seen = [], nn.ModuleDict(), {}
+        for i, (spec, pairs, skipped) in enumerate(specs):
             name, weight, loss = build_loss(spec, where=f"distill.terms[{i}]")
             seen[name] = seen.get(name, 0) + 1
             column = name if seen[name] == 1 else f"{name}_{seen[name]}"
             if not isinstance(loss, KDLoss):
                 raise ConfigError(f"distill.terms[{i}]: '{name}' is not a KD loss (KD losses take student and teacher taps)")
             loss.term = column
-            adapters[column] = nn.ModuleList(
-                loss.build_adapter(
-                    _tap_shape(s_shapes, s, "student", probe, i), _tap_shape(t_shapes, t, "teacher", teacher.model, i)
-                )
-                for s, t in pairs
-            )
-            terms.append(KDTerm(column, weight, loss, pairs))
+            adapters[column] = nn.ModuleList(loss.build_adapter(s_shapes[s], t_shapes[t]) for s, t in pairs)
+            terms.append(KDTerm(column, weight, loss, pairs, skipped))
         if cfg.distill.normalize:
             adapters["kd_scales"] = TermScales([t.name for t in terms], cfg.distill.normalize_steps)
+        mean, std = ((source.mean, source.std) if source.mean is not None
+                     else (t_default.get("mean", cfg.data.mean), t_default.get("std", cfg.data.std)))
+        teacher = build_teacher(source, cfg.distill.teacher.weights, mean, std)
         return cls(teacher, terms, adapters, student_size, cfg.data.mean, cfg.data.std).to(device)
 
     def to(self, device: torch.device | str) -> "Distiller":
@@ -325,14 +280,9 @@ class Distiller:
         for term in self.terms:
             kinds = sorted({type(a).__name__ for a in self.adapters[term.name]})
             pairs = ", ".join(f"{s}->{t}" for s, t in term.pairs)
-            lines.append(f"{term.name} ×{term.weight:g}: {pairs} (adapter: {'/'.join(kinds)})")
+            auto = "" if term.skipped is None else (
+                " (pairs: auto, by stride" + (f"; no teacher tap at the stride of {', '.join(term.skipped)})"
+                                              if term.skipped else ")"))
+            lines.append(f"{term.name} ×{term.weight:g}: {pairs}{auto} (adapter: {'/'.join(kinds)})")
         return lines
 
-
-def _tap_shape(shapes: dict[str, tuple[int, ...]], tap: str, role: str, model: nn.Module, index: int) -> tuple[int, ...]:
-    if tap not in shapes:
-        arch = getattr(model, "arch", type(model).__name__)
-        raise ConfigError(
-            f"distill.terms[{index}]: {role} tap '{tap}' does not exist in {arch} (available: {', '.join(shapes)})"
-        )
-    return shapes[tap]

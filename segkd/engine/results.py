@@ -3,7 +3,8 @@
 results.csv has one row per epoch and these columns:
     epoch, lr, train/<term>... (each loss term, KD terms included), train/loss (their sum),
     val/mIoU, val/aAcc, val/mPA, val/mPrecision, val/mDice, val/fwIoU (fractions in [0, 1]; blank on epochs
-    without validation), time (seconds the epoch took, validation included)
+    without validation), time (wall seconds of the epoch's training and validation), elapsed (wall seconds of
+    training so far, saving included, across resumes: what `train.time` budgets)
 Plots are drawn with matplotlib's Agg canvas (no display, no pyplot state).
 """
 
@@ -25,7 +26,8 @@ VAL_KEYS = ("mIoU", "aAcc", "mPA", "mPrecision", "mDice", "fwIoU")
 
 def result_columns(terms: list[str]) -> list[str]:
     """The CSV header for a run whose loss has `terms` (e.g. ['ce'] or ['ce', 'nfd', 'pkl'])."""
-    return ["epoch", "lr", *(f"train/{t}" for t in terms), "train/loss", *(f"val/{k}" for k in VAL_KEYS), "time"]
+    return ["epoch", "lr", *(f"train/{t}" for t in terms), "train/loss", *(f"val/{k}" for k in VAL_KEYS), "time",
+            "elapsed"]
 
 
 class ResultsCSV:

@@ -5,10 +5,11 @@ summary = train(load_config("fastsegformer-p", ["data.root=data/oranges", "train
 ```
 `Trainer(cfg, command="train", distiller=None)` owns the loop, AMP, gradient accumulation and clipping, EMA,
 backbone freezing, validation (`evaluate_model`, so `segkd eval best.pt` reproduces results.csv), checkpoints
-and results. Extra behaviour hangs on named events (`add_callback`, see `segkd.engine.callbacks`).
+and results; `train.time` ends it at a wall-clock budget (`segkd.engine.time_budget`). Extra behaviour hangs on
+named events (`add_callback`, see `segkd.engine.callbacks`).
 
 Distillation is this loop plus a distiller (`segkd.engine.distill.Distiller`, teacher frozen inside; see
-`DistillerHooks`):
+`segkd.engine.distiller_hooks.DistillerHooks`):
 - `distiller.train_input_size` (H, W): the size the train loader produces (the teacher's, for multi-resolution
   KD); labels come at that size and the hard-label losses upsample the student's logits to it.
 - `distiller.student_input(images)`: the student's input (resized when the sizes differ).
@@ -30,7 +31,7 @@ import copy
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import torch
 from rich.console import Console
@@ -46,6 +47,7 @@ from segkd.engine.checkpointing import (read_resume_checkpoint, repair_best, see
 from segkd.engine.device import Precision, is_main_process, world
 from segkd.engine.distributed import (any_rank, convert_sync_bn, init_distributed, reduce_mean,
                                      silence_echoed_failures, sync_replicas, wrap_ddp)
+from segkd.engine.distiller_hooks import DistillerHooks
 from segkd.engine.divergence import DivergenceGuard, first_nonfinite
 from segkd.engine.ema import ModelEMA
 from segkd.engine.evaluator import evaluate_model
@@ -57,25 +59,11 @@ from segkd.engine.plan import RunPlan
 from segkd.engine.progress import EpochProgress, epoch_line
 from segkd.engine.run_writer import RunWriter
 from segkd.engine.schedulers import LRSchedule, Scheduler
+from segkd.engine.time_budget import TimeBudget, WallClock, finished
 from segkd.errors import ConfigError, Interrupted, JobFailed
 from segkd.losses import build_loss
 from segkd.models import build_model, checkpoint_payload, load_weights
 from segkd.outputs import remove_stale_temps
-
-
-class DistillerHooks(Protocol):
-    """What the Trainer needs from a distiller (`segkd.engine.distill.Distiller` provides it)."""
-
-    adapters: nn.Module  # trainable; saved in last.pt
-    train_input_size: tuple[int, int]  # (H, W) of the train loader's images and labels
-
-    def to(self, device: torch.device) -> Any: ...
-
-    def student_input(self, images: Tensor) -> Tensor: ...  # B×3×H×W -> B×3×h×w (the student's size)
-
-    def student_module(self, student: nn.Module) -> nn.Module: ...  # forward: x -> (logits, adapted)
-
-    def __call__(self, images: Tensor, adapted: dict[str, list[Tensor]]) -> dict[str, Tensor]: ...  # weighted terms
 
 
 class Trainer:
@@ -103,6 +91,9 @@ class Trainer:
         self.images_per_second: float | None = None  # train throughput of the last epoch
         self.resume_step = 0  # batches of `start_epoch` already done (a run stopped by Ctrl-C mid-epoch)
         self.resume_sums: dict[str, float] = {}
+        self.clock = WallClock()  # training seconds, across resumes (train.time)
+        if self.cfg.train.time is not None:
+            TimeBudget(self.cfg.train.time).attach(self)
         self.stop = StopRequest(lambda: self.log("[yellow]interrupt:[/] saving last.pt at the end of this step "
                                                  "(Ctrl-C again to quit at once)"))
 
@@ -132,12 +123,13 @@ class Trainer:
         """Data, model, losses, optimizer, schedule, EMA, resume state, run folder."""
         cfg, tcfg = self.cfg, self.cfg.train
         resume = read_resume_checkpoint(cfg.resume) if cfg.resume else None
-        if resume is not None and resume["epoch"] >= tcfg.epochs:
+        if resume is not None and (resume["epoch"] >= tcfg.epochs
+                                   or finished(resume.get("train_seconds", 0.0), tcfg.time)):
             weights = Path(cfg.resume).parent
             remove_stale_temps(weights)
             rebuilt = " (best.pt rebuilt from it: the run stopped before writing it)" if repair_best(weights) else ""
-            raise ConfigError(f"{cfg.resume}: the run already finished its {tcfg.epochs} epochs; nothing to "
-                              f"resume{rebuilt}")
+            used = f"train.time={tcfg.time:g} h" if tcfg.time is not None else f"{tcfg.epochs} epochs"
+            raise ConfigError(f"{cfg.resume}: the run already finished its {used}; nothing to resume{rebuilt}")
         if resume is None and self.main:
             self.writer.guard()  # before any work: the data scan's cache is the first write
         self.device = init_distributed(tcfg.device)  # this rank's device; the process group under torchrun
@@ -188,10 +180,9 @@ class Trainer:
                 groups.append(ParamGroupSpec("adapters", adapters, cfg.distill.adapter_lr_mult))
         self.optimizer = build_optimizer(groups, tcfg)
         self.steps_per_epoch = math.ceil(len(self.train_loader) / tcfg.accumulate)
-        schedule = LRSchedule.from_config(tcfg, self.steps_per_epoch)
-        self.plan = RunPlan.from_config(cfg, schedule, self.steps_per_epoch, self._kd_or_train("freeze_epochs"))
-        self.freeze_epochs = self.plan.freeze_epochs  # 0 for a random backbone
-        self.scheduler = Scheduler(self.optimizer, schedule, per_iter=tcfg.sched_step == "iter")
+        self.scheduler = Scheduler(self.optimizer, LRSchedule.from_config(tcfg, self.steps_per_epoch),
+                                   per_iter=tcfg.sched_step == "iter")
+        self.replan()
         self.scaler = self.precision.grad_scaler()
         self.ema = ModelEMA(self.model, self.plan.run_ema_decay) if tcfg.ema else None
 
@@ -204,6 +195,13 @@ class Trainer:
                                           advice=f"lower train.lr (resume={self.save_dir}/weights/last.pt "
                                                  "train.lr=X), set train.clip_grad, or check the labels")
 
+    def replan(self) -> None:
+        """The lr schedule, plan and frozen epochs for `cfg.train.epochs` (again when `train.time` changes it)."""
+        self.scheduler.schedule = LRSchedule.from_config(self.cfg.train, self.steps_per_epoch)
+        self.plan = RunPlan.from_config(self.cfg, self.scheduler.schedule, self.steps_per_epoch,
+                                        self._kd_or_train("freeze_epochs"))
+        self.freeze_epochs = self.plan.freeze_epochs  # 0 for a random backbone
+
     def _load_resume_state(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
         if self.ema is not None:
@@ -215,7 +213,7 @@ class Trainer:
             self.distiller.adapters.load_state_dict(ckpt["distiller"])
         self.start_epoch, self.global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
         self.best_fitness, self.best_epoch = ckpt["best_fitness"], ckpt.get("best_epoch")
-        self.resume_rng = ckpt["rng"]
+        self.resume_rng, self.clock.before = ckpt["rng"], float(ckpt.get("train_seconds", 0.0))
         self.resume_step, self.resume_sums = int(ckpt.get("epoch_step", 0)), dict(ckpt.get("epoch_sums", {}))
         saved_lr = ckpt["config"]["train"]["lr"]
         if saved_lr != self.cfg.train.lr:
@@ -258,8 +256,10 @@ class Trainer:
             self.log(line)
         self.run_callbacks("on_train_start")
         t0 = time.perf_counter()
+        self.clock.start()
         with self.stop:
-            for epoch in range(self.start_epoch, self.cfg.train.epochs):
+            epoch = self.start_epoch
+            while epoch < self.cfg.train.epochs:  # train.time moves the end after every epoch
                 self.epoch = epoch
                 start = time.perf_counter()
                 losses = self.train_epoch(epoch)
@@ -270,6 +270,7 @@ class Trainer:
                 self._end_epoch(epoch, losses, time.perf_counter() - start)
                 if not final and any_rank(self.stop.requested):
                     self._interrupted(f"after epoch {epoch + 1}")
+                epoch += 1
         self.summary = self._summary(time.perf_counter() - t0)
         self.writer.close()
         self.run_callbacks("on_train_end")
@@ -403,7 +404,7 @@ class Trainer:
             improved = math.isfinite(fitness) and (self.best_fitness is None or fitness > self.best_fitness)
             if improved:
                 self.best_fitness, self.best_epoch = fitness, epoch + 1
-        row["time"] = seconds
+        row |= {"time": seconds, "elapsed": self.clock.elapsed()}
         self.results = row
         if self.main:
             self.writer.write_epoch(row, lambda training: self._payload(epoch + 1, training), improved)
@@ -433,6 +434,7 @@ class Trainer:
         """A checkpoint of the eval model; `training=True` adds what last.pt needs to resume."""
         config = config_to_dict(self.cfg) | {"resume": None}
         common = {"epoch": epochs_done, "best_fitness": self.best_fitness, "best_epoch": self.best_epoch,
+                  "train_seconds": self.clock.elapsed(),
                   "metrics": self.metrics.summary() if self.metrics is not None else None}
         if training:
             common |= training_state(self.optimizer, self.scheduler, self.scaler, self.global_step, ema=self.ema,

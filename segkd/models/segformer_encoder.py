@@ -147,7 +147,7 @@ class MixVisionTransformer(nn.Module):
         in_chans: int = 3,
     ):
         super().__init__()
-        drop_paths = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        drop_paths = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         patches = ((7, 4), (3, 2), (3, 2), (3, 2))  # (kernel, stride) of each patch embedding
         self.stages = nn.ModuleList()
         for i, (dim, depth) in enumerate(zip(embed_dims, depths)):

@@ -150,7 +150,7 @@ class StrideFormer(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.transformers = nn.ModuleList(
             nn.Sequential(*(SeaBlock(dim, key_dim, cfg.num_heads, ratio, float(dp))
-                            for dp in torch.linspace(0, drop_path_rate, depth)))
+                            for dp in torch.linspace(0, drop_path_rate, depth, device="cpu")))
             for dim, key_dim, ratio, depth in zip(cfg.embed_dims, cfg.key_dims, cfg.mlp_ratios, cfg.depths)
         )
         self.first_transformer_stage = len(stages) - len(self.transformers)

@@ -113,3 +113,21 @@ def test_aliases():
                                                                          "train.lr": 1}
     with pytest.raises(ConfigError, match="set the same key"):
         expand_aliases({"teacher.weights": "a", "distill.teacher.weights": "b"})
+
+
+def test_a_missing_tap_is_one_line_exit_2_and_the_checkpoint_note(kd_files, voc_root, tmp_path):
+    preset, weights = kd_files
+    common = ["--preset", preset, "--data", voc_root, f"teacher.weights={weights}", f"project={tmp_path / 'runs'}"]
+    result = invoke(*common, "distill.terms=[{loss: nfd, pairs: [[stage1, bottle]]}]")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: distill.terms[0]: teacher tap 'bottle' does not exist in kd_tiny_teacher (available: stage1, "
+        "stage2, logits)")
+    assert not (tmp_path / "runs").exists()
+    result = invoke(*common, "train.time=0.0003", "distill.teacher.preset=segformer-b0",
+                    "distill.terms=[{loss: nfd, pairs: auto}]")
+    assert result.exit_code == 0, result.output
+    assert (f"note: teacher: {weights} is a segkd checkpoint of kd_tiny_teacher: its own model, classes and "
+            "normalisation win over distill.teacher.preset=segformer-b0") in result.stderr
+    assert "nfd ×1: stage1->stage2 (pairs: auto, by stride)" in result.stderr
+    assert "time budget: train.time=0.0003 h = 1 s" in result.stderr

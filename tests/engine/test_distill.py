@@ -22,7 +22,8 @@ from rich.console import Console
 from torch import nn
 
 from segkd.config import config_to_dict, load_config
-from segkd.engine.distill import Distiller, freeze_teacher
+from segkd.engine.distill import Distiller
+from segkd.engine.teacher import freeze_teacher
 from segkd.engine.trainer import Trainer
 from segkd.errors import ConfigError
 from segkd.losses.kd.adapters import FeatureEnhancement

@@ -68,7 +68,7 @@ def test_run_folder_holds_config_weights_results_and_plots(tmp_path, voc_root):
 
     rows = read_csv(run_dir / "results.csv")
     assert list(rows[0]) == ["epoch", "lr", "train/ce", "train/loss", "val/mIoU", "val/aAcc", "val/mPA",
-                             "val/mPrecision", "val/mDice", "val/fwIoU", "time"]
+                             "val/mPrecision", "val/mDice", "val/fwIoU", "time", "elapsed"]
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert float(rows[1]["train/loss"]) < float(rows[0]["train/loss"])
     assert summary["best_miou"] == pytest.approx(max(float(r["val/mIoU"]) for r in rows), abs=1e-6)
