@@ -201,6 +201,8 @@ class Trainer:
         self.plan = RunPlan.from_config(self.cfg, self.scheduler.schedule, self.steps_per_epoch,
                                         self._kd_or_train("freeze_epochs"))
         self.freeze_epochs = self.plan.freeze_epochs  # 0 for a random backbone
+        if getattr(self, "ema", None) is not None:
+            self.ema.decay = self.plan.run_ema_decay  # its horizon follows the run's new length
 
     def _load_resume_state(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
