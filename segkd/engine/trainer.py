@@ -88,6 +88,7 @@ class Trainer:
         self.summary: dict[str, Any] = {}
         self.writer = RunWriter(self.cfg, command, self.run_inputs(), self.main, self.log)
         self.resume_rng: dict | None = None
+        self.ema: ModelEMA | None = None  # built in setup() when train.ema is on
         self.images_per_second: float | None = None  # train throughput of the last epoch
         self.resume_step = 0  # batches of `start_epoch` already done (a run stopped by Ctrl-C mid-epoch)
         self.resume_sums: dict[str, float] = {}
@@ -201,7 +202,7 @@ class Trainer:
         self.plan = RunPlan.from_config(self.cfg, self.scheduler.schedule, self.steps_per_epoch,
                                         self._kd_or_train("freeze_epochs"))
         self.freeze_epochs = self.plan.freeze_epochs  # 0 for a random backbone
-        if getattr(self, "ema", None) is not None:
+        if self.ema is not None:
             self.ema.decay = self.plan.run_ema_decay  # its horizon follows the run's new length
 
     def _load_resume_state(self, ckpt: dict) -> None:
