@@ -252,7 +252,7 @@ class FakeDistiller:
     def __init__(self):
         self.adapters = nn.ModuleDict({"fake_kd": nn.ModuleList([nn.Conv2d(8, 4, 1)])})
         self.train_input_size = (32, 32)
-        self.inputs = []
+        self.inputs, self.masks = [], []
 
     def to(self, device):
         self.adapters.to(device)
@@ -265,7 +265,8 @@ class FakeDistiller:
     def student_module(self, student):
         return AdaptedStudent(student, self.adapters, {"fake_kd": ["stage1"]})
 
-    def __call__(self, images, adapted):
+    def __call__(self, images, adapted, masks=None):
+        self.masks.append(None if masks is None else tuple(masks.shape))
         return {"fake_kd": 0.1 * adapted["fake_kd"][0].pow(2).mean()}
 
 
@@ -277,6 +278,7 @@ def test_distiller_terms_adapters_and_kd_batch_size(tmp_path, voc_root):
     run_dir = Path(summary["save_dir"])
     assert run_dir.parent.name == "distill"
     assert set(distiller.inputs) == {(4, 3, 32, 32)}  # distill.batch_size wins over train.batch_size
+    assert set(distiller.masks) == {(4, 32, 32)}  # the batch's labels reach the distiller
     assert list(read_csv(run_dir / "results.csv")[0])[:5] == ["epoch", "lr", "train/ce", "train/fake_kd",
                                                                "train/loss"]
     last = torch.load(run_dir / "weights" / "last.pt", weights_only=True)
