@@ -4,7 +4,7 @@ The student's map goes through a learned 1×1 conv to the teacher's width when t
 projection head), the teacher's is resized to the student's h×w, and both are L2-normalised per pixel:
 f = F / ‖F‖₂ over channels. Each image contributes P pixels (`pixels`, default 256, drawn at random per image
 and step; all of them when h·w ≤ P): the full B·h·w × B·h·w relation matrix grows with the square of the
-batch's pixels (64 GB in float32 for 8 images of 64×64), the sampled one is B²·P² (4 M floats at B = 8).
+batch's pixels (4.3 GB in float32 for 8 maps of 64×64), the sampled one is B²·P² (4 M floats at B = 8).
 
 Pixel-to-pixel (mini-batch), for every ordered pair of images (i, j) of the batch:
     S_ij = f_i · f_jᵀ  (P×P: each sampled pixel of image i against each of image j; B×B×P×P in all)

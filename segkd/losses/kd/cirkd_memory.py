@@ -5,7 +5,7 @@
     region queue  K × region_size × D   (each step, per image and class, the class's mean embedding)
 
 Memory: K·(pixel_size + region_size)·D floats (the paper's 20,000 and 2,000 per class: 45 MB at K = 4, D = 128,
-1.1 GB at K = 150 (ADE20K), D = 512, on the device of the embeddings). Entries only count once written (a fill
+0.86 GB at K = 19 (Cityscapes), D = 512, on the device of the embeddings). Entries only count once written (a fill
 count per class), so an early step contrasts with what the queues hold, never with random vectors. The queues are
 buffers of the loss, not of the adapters: they are not in last.pt, and a resumed run starts them empty.
 """
