@@ -17,10 +17,14 @@ teacher (eval mode, no gradients, BatchNorm statistics fixed). The Trainer then 
     module = distiller.student_module(student)      # AdaptedStudent: student + adapters, what DDP wraps (once)
     x_s = distiller.student_input(images)            # the student's view (resized when the teacher's differs)
     logits, adapted = module(x_s)
-    terms = distiller(images, adapted)               # {"nfd": 5.0·L_nfd, "pkl": 0.5·L_pkl}, already weighted
+    terms = distiller(images, adapted, masks)        # {"nfd": 5.0·L_nfd, "pkl": 0.5·L_pkl}, already weighted
 
-and trains `distiller.adapters` with the student (lr × distill.adapter_lr_mult). Building seeds every RNG with
-`train.seed` first, so two runs with one seed start from the same adapters. Checkpoints hold the student
+`masks` (B×H×W labels) reach only the terms that ask for labels (`KDLoss.label_source`: BPKD's edges, CIRKD's
+regions); a term that takes the teacher's predictions instead gets the teacher's argmax. Each term is built with
+the data's ignore_index and model.num_classes where it takes them.
+
+The Trainer trains `distiller.adapters` with the student (lr × distill.adapter_lr_mult). Building seeds every RNG
+with `train.seed` first, so two runs with one seed start from the same adapters. Checkpoints hold the student
 only; `distiller.adapters.state_dict()` goes into last.pt so a resumed run continues with the same adapters.
 
 The teacher must be trained: without `distill.teacher.weights` building fails (exit 2) unless
@@ -168,8 +172,9 @@ class Distiller:
             specs.append((spec, pairs, skipped))
         seed_everything(cfg.train.seed)  # the adapters, then the teacher's random init (smoke tests)
         terms, adapters, seen = [], nn.ModuleDict(), {}
+        term_defaults = {"ignore_index": cfg.data.ignore_index, "num_classes": cfg.model.num_classes}
         for i, (spec, pairs, skipped) in enumerate(specs):
-            name, weight, loss = build_loss(spec, where=f"distill.terms[{i}]")
+            name, weight, loss = build_loss(spec, where=f"distill.terms[{i}]", defaults=term_defaults)
             seen[name] = seen.get(name, 0) + 1
             column = name if seen[name] == 1 else f"{name}_{seen[name]}"
             if not isinstance(loss, KDLoss):
@@ -223,11 +228,14 @@ class Distiller:
         """The student and these adapters as one module whose forward gives `adapted` for `__call__`."""
         return AdaptedStudent(student, self.adapters, {t.name: [s for s, _ in t.pairs] for t in self.terms})
 
-    def __call__(self, images: Tensor, adapted: dict[str, list[Tensor]]) -> dict[str, Tensor]:
+    def __call__(self, images: Tensor, adapted: dict[str, list[Tensor]],
+                 masks: Tensor | None = None) -> dict[str, Tensor]:
         """{term name: weight · loss} for one batch; `images` as the loader gives them (train_input_size),
-        `adapted` the student's adapted taps (`AdaptedStudent(...).adapted`)."""
+        `adapted` the student's adapted taps (`AdaptedStudent(...).adapted`), `masks` the B×H×W labels (needed
+        only by terms with a `label_source`)."""
         teacher_taps = self.teacher_taps(images)
-        raw = {term.name: term.loss(adapted[term.name], [teacher_taps[t] for _, t in term.pairs])
+        raw = {term.name: term.loss(adapted[term.name], [teacher_taps[t] for _, t in term.pairs],
+                                    **term_labels(term.loss, masks, teacher_taps))
                for term in self.terms}
         self.last_raw = {k: v.detach() for k, v in raw.items()}  # no device sync: read by `report_scale` once
         if "kd_scales" in self.adapters:
@@ -285,4 +293,16 @@ class Distiller:
                                               if term.skipped else ")"))
             lines.append(f"{term.name} ×{term.weight:g}: {pairs}{auto} (adapter: {'/'.join(kinds)})")
         return lines
+
+
+def term_labels(loss: KDLoss, masks: Tensor | None, teacher_taps: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The `labels=` keyword a term's call takes: {} without a `label_source`, else the masks or the teacher's
+    argmax (B×h×w)."""
+    if loss.label_source is None:
+        return {}
+    if loss.label_source == "teacher":
+        return {"labels": teacher_taps["logits"].argmax(1)}
+    if masks is None:
+        raise ValueError(f"KD term '{loss.name()}' needs the batch's labels: call distiller(images, adapted, masks)")
+    return {"labels": masks}
 

@@ -21,4 +21,5 @@ class DistillerHooks(Protocol):
 
     def student_module(self, student: nn.Module) -> nn.Module: ...  # forward: x -> (logits, adapted)
 
-    def __call__(self, images: Tensor, adapted: dict[str, list[Tensor]]) -> dict[str, Tensor]: ...  # weighted terms
+    def __call__(self, images: Tensor, adapted: dict[str, list[Tensor]],
+                 masks: Tensor | None = None) -> dict[str, Tensor]: ...  # weighted terms

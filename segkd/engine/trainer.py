@@ -15,7 +15,7 @@ Distillation is this loop plus a distiller (`segkd.engine.distill.Distiller`, te
 - `distiller.student_input(images)`: the student's input (resized when the sizes differ).
 - `distiller.student_module(student)`: the student and the adapters as one module whose forward gives
   (logits, adapted taps); this is what trains, and what DDP wraps.
-- `distiller(images, adapted) -> {term: tensor}`: already-weighted KD terms, added to the loss and logged
+- `distiller(images, adapted, masks) -> {term: tensor}`: already-weighted KD terms, added to the loss and logged
   as results.csv columns.
 - `distiller.adapters`: trainable modules, one optimizer group at lr × distill.adapter_lr_mult, saved in last.pt.
 The distiller keeps its teacher in eval mode itself; best.pt holds the student only.
@@ -349,7 +349,7 @@ class Trainer:
             logits, adapted = self.train_module(self.distiller.student_input(images))
         terms = {name: weight * loss(logits, masks) for name, weight, loss in self.losses}
         if self.distiller is not None:
-            terms.update(self.distiller(images, adapted))
+            terms.update(self.distiller(images, adapted, masks))
         return terms
 
     @staticmethod

@@ -19,6 +19,7 @@ from torch import nn
 
 from segkd.config import load_config
 from segkd.engine.adapted_student import AdaptedStudent
+from segkd.engine import ema as ema_module
 from segkd.engine.callbacks import EVENTS
 from segkd.engine.checkpointing import resume_config
 from segkd.engine.evaluator import evaluate_model
@@ -121,7 +122,8 @@ def test_val_interval_leaves_blank_cells_but_always_validates_the_last_epoch(tmp
     assert [r["val/mIoU"] != "" for r in rows] == [False, True, True]
 
 
-def test_accumulation_clipping_ema_and_bf16_autocast(tmp_path, voc_root):
+def test_accumulation_clipping_ema_and_bf16_autocast(tmp_path, voc_root, monkeypatch):
+    monkeypatch.setattr(ema_module, "HORIZON_SHARE", 10.0)  # keep decay 0.9 in this 4-step run (test_plan: the cap)
     trainer = run(tmp_path, voc_root, train={
         "accumulate": 3, "clip_grad": 1.0, "ema": True, "ema_decay": 0.9, "amp": True,
         "scheduler": "warm_cosine", "sched_step": "epoch", "warmup_epochs": 1, "epochs": 2})
@@ -252,7 +254,7 @@ class FakeDistiller:
     def __init__(self):
         self.adapters = nn.ModuleDict({"fake_kd": nn.ModuleList([nn.Conv2d(8, 4, 1)])})
         self.train_input_size = (32, 32)
-        self.inputs = []
+        self.inputs, self.masks = [], []
 
     def to(self, device):
         self.adapters.to(device)
@@ -265,7 +267,8 @@ class FakeDistiller:
     def student_module(self, student):
         return AdaptedStudent(student, self.adapters, {"fake_kd": ["stage1"]})
 
-    def __call__(self, images, adapted):
+    def __call__(self, images, adapted, masks=None):
+        self.masks.append(None if masks is None else tuple(masks.shape))
         return {"fake_kd": 0.1 * adapted["fake_kd"][0].pow(2).mean()}
 
 
@@ -277,6 +280,7 @@ def test_distiller_terms_adapters_and_kd_batch_size(tmp_path, voc_root):
     run_dir = Path(summary["save_dir"])
     assert run_dir.parent.name == "distill"
     assert set(distiller.inputs) == {(4, 3, 32, 32)}  # distill.batch_size wins over train.batch_size
+    assert set(distiller.masks) == {(4, 32, 32)}  # the batch's labels reach the distiller
     assert list(read_csv(run_dir / "results.csv")[0])[:5] == ["epoch", "lr", "train/ce", "train/fake_kd",
                                                                "train/loss"]
     last = torch.load(run_dir / "weights" / "last.pt", weights_only=True)

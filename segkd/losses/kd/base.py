@@ -5,6 +5,10 @@ A KD term pairs one or more student taps with teacher taps. The Distiller builds
 student tensor and calls `loss(students, teachers)` with the adapted student tensors. Before `pair_loss` sees
 a pair, both tensors are turned into maps (`B×N×C` tokens of a square grid become `B×C×√N×√N`) and the
 teacher is bilinearly resized to the student's spatial size, so any teacher works with any student.
+
+A term that needs the batch's labels (BPKD's edges, CIRKD's class regions) sets `label_source`; the Distiller
+then calls `loss(students, teachers, labels=B×H×W)` and `pair_loss(student, teacher, labels)` gets them
+nearest-resized to the pair's spatial size (`labels_at`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkd.errors import ConfigError, JobFailed
@@ -45,6 +50,14 @@ def tokens_to_map(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(b, c, side, side)
 
 
+def labels_at(labels: Tensor, size: Sequence[int]) -> Tensor:
+    """B×H×W class labels -> B×h×w (nearest neighbour, as the labels of a strided feature map); long."""
+    size = tuple(int(s) for s in size[-2:])
+    if tuple(labels.shape[-2:]) != size:
+        labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0]
+    return labels.long()
+
+
 class KDLoss(nn.Module):
     """Base of the KD losses. Subclasses implement `pair_loss(student, teacher)` on B×C×H×W maps.
 
@@ -53,16 +66,19 @@ class KDLoss(nn.Module):
       same_channels   the adapted student and the teacher must have the same channel count
       pair_reduction  how the pairs of one term combine: "sum", "mean" or "last" (only the last pair counts)
       align_corners   of the bilinear resize that brings the teacher to the student's size
+      label_source    None (the default: no labels), "masks" (the batch's ground truth) or "teacher" (the
+                      teacher's argmax prediction); with one set, `pair_loss` also gets the labels (B×h×w)
     """
 
     adapter: str = "none"
     same_channels: bool = True
     pair_reduction: str = "sum"
     align_corners: bool = False
+    label_source: str | None = None
     #: the name errors use; the Distiller sets it to the term's results.csv column
     term: str = ""
 
-    def pair_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
+    def pair_loss(self, student: Tensor, teacher: Tensor, labels: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
     def build_adapter(self, student_shape: Shape, teacher_shape: Shape) -> nn.Module:
@@ -85,14 +101,22 @@ class KDLoss(nn.Module):
     def name(self) -> str:
         return self.term or type(self).__name__
 
-    def forward(self, student: Tensor | Sequence[Tensor], teacher: Tensor | Sequence[Tensor]) -> Tensor:
+    def forward(self, student: Tensor | Sequence[Tensor], teacher: Tensor | Sequence[Tensor],
+                labels: Tensor | None = None) -> Tensor:
+        """The term's value; `labels` (B×H×W, any size) are required when `label_source` is set."""
+        if self.label_source is not None and labels is None:
+            raise ValueError(f"KD term '{self.name()}' needs the batch's labels ({self.label_source})")
         students = [student] if isinstance(student, Tensor) else list(student)
         teachers = [teacher] if isinstance(teacher, Tensor) else list(teacher)
         if len(students) != len(teachers) or not students:
             raise ValueError(f"{self.name()}: {len(students)} student and {len(teachers)} teacher tensors")
         if self.pair_reduction == "last":
             students, teachers = students[-1:], teachers[-1:]
-        losses = [self.pair_loss(*self.match(s, t)) for s, t in zip(students, teachers)]
+        if self.label_source is None:
+            losses = [self.pair_loss(*self.match(s, t)) for s, t in zip(students, teachers)]
+        else:
+            pairs = [self.match(s, t) for s, t in zip(students, teachers)]
+            losses = [self.pair_loss(s, t, labels_at(labels, s.shape[-2:])) for s, t in pairs]
         total = torch.stack(losses).sum() if self.pair_reduction != "mean" else torch.stack(losses).mean()
         return check_finite(total, self.name())
 

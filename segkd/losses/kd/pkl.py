@@ -14,6 +14,9 @@ Why not the raw-logit MSE without that division: it pulls the student's logit sc
 and swamps the hard-label loss. On the synthetic oranges (benchmarks/kd_gain.py budget, SegFormer-B1 teacher
 trained 120 epochs, B0 student) 0.25·MSE(z_s, z_t) alone took the student from 34.1 to 25.7 val mIoU.
 In both modes the teacher's logits are bilinearly resized (align_corners=True) to the student's size.
+
+`standardize: true` (logit standardisation, Sun et al. 2024; see `logit_kl`) z-scores both logits over the classes
+before anything else, so the KL and the MSE both see standardised logits (not in the paper's recipe).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from torch import Tensor
 
 from segkd.errors import ConfigError
 from segkd.losses.kd.base import KDLoss
-from segkd.losses.kd.logit_kl import softened_kl
+from segkd.losses.kd.logit_kl import softened_kl, standardize_logits
 from segkd.losses.registry import register_loss
 
 
@@ -35,13 +38,16 @@ class PixelKLLoss(KDLoss):
 
     align_corners = True  # the reference resizes the teacher's logits with align_corners=True
 
-    def __init__(self, temperature: float = 2.0, k1: float = 0.5, mode: Literal["paper", "reference"] = "paper"):
+    def __init__(self, temperature: float = 2.0, k1: float = 0.5, mode: Literal["paper", "reference"] = "paper",
+                 standardize: bool = False):
         super().__init__()
         if mode not in ("paper", "reference"):
             raise ConfigError(f"pkl: mode='{mode}' is not 'paper' or 'reference'")
-        self.temperature, self.k1, self.mode = temperature, k1, mode
+        self.temperature, self.k1, self.mode, self.standardize = temperature, k1, mode, standardize
 
     def pair_loss(self, student: Tensor, teacher: Tensor) -> Tensor:  # B×K×h×w logits each
+        if self.standardize:
+            student, teacher = standardize_logits(student), standardize_logits(teacher)
         t = self.temperature
         kl = softened_kl(student, teacher, t, dim=1).mean()  # mean over b, h, w of Σ_c
         if self.mode == "paper":

@@ -82,3 +82,17 @@ def test_pkl_needs_same_class_count():
 def test_pkl_rejects_unknown_mode():
     with pytest.raises(ConfigError, match="mode='code'"):
         build_loss({"loss": "pkl", "mode": "code"})
+
+
+@pytest.mark.parametrize("mode", ["paper", "reference"])
+def test_pkl_standardize_ignores_an_affine_change_of_the_logits(rng, softmax, tensor, mode):
+    s, t = rng.normal(size=(2, 3, 2, 2)), rng.normal(size=(2, 3, 2, 2))
+    _, _, loss = build_loss({"loss": "pkl", "mode": mode, "standardize": True})
+    base = loss(tensor(s), tensor(t)).item()
+    assert loss(tensor(2.5 * s + 4.0), tensor(0.5 * t - 1.0)).item() == pytest.approx(base, rel=1e-5)
+    assert base == pytest.approx(expected_pkl(zscore(s), zscore(t), softmax, reference=mode == "reference"), rel=1e-5)
+
+
+def zscore(x):
+    """Each pixel's logits standardised over the classes (unbiased std), by hand."""
+    return (x - x.mean(1, keepdims=True)) / (x.std(1, ddof=1, keepdims=True) + 1e-7)
