@@ -103,6 +103,17 @@ def fastseg_twin(model: torch.nn.Module) -> torch.nn.Module | None:
     return twin.eval()
 
 
+def fastseg_runs(twin: torch.nn.Module, x: torch.Tensor) -> bool:
+    """Whether fastseg's model runs at x's size (its fixed 49×49 pooling fails below about 385 px)."""
+    try:
+        with torch.inference_mode():
+            twin(x)
+    except RuntimeError as e:
+        print(f"fastseg eager skipped at {tuple(x.shape[2:])}: {str(e).splitlines()[0]}")
+        return False
+    return True
+
+
 def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib: list[np.ndarray], tmp: Path,
                 hw: tuple[int, int] = (224, 224), int8: bool = True, profile: bool = False) -> list[dict]:
     config = model_config(name)
@@ -118,7 +129,7 @@ def bench_model(name: str, threads: int, protocol: Protocol, rounds: int, calib:
     eager = {"eager, as built": lambda: model(x),
              "eager": torch_runner(model, (1, 3, *hw), torch.device("cpu")).forward}
     twin = fastseg_twin(model)
-    if twin is not None:
+    if twin is not None and fastseg_runs(twin, x):
         eager["fastseg eager"] = lambda: twin(x)
     # PyTorch's and ORT's thread pools are not interleaved: each spins for a while after its own work and would
     # slow the other down
