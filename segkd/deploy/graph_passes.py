@@ -19,18 +19,18 @@ import onnx.version_converter
 from onnx import numpy_helper
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
+def node_attribute(node: onnx.NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
     return default
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+def constant_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
-        if node.op_type == "Constant" and _attr(node, "value") is not None:
-            values[node.output[0]] = numpy_helper.to_array(_attr(node, "value"))
+        if node.op_type == "Constant" and node_attribute(node, "value") is not None:
+            values[node.output[0]] = numpy_helper.to_array(node_attribute(node, "value"))
     return values
 
 
@@ -41,14 +41,14 @@ def _is_pointwise_conv(conv: onnx.NodeProto, consts: dict[str, np.ndarray]) -> b
         return False
     if len(conv.input) > 2 and conv.input[2] and conv.input[2] not in consts:
         return False
-    ones = lambda name: all(v == 1 for v in (_attr(conv, name) or []))  # noqa: E731
-    return (_attr(conv, "group", 1) == 1 and ones("strides") and ones("dilations")
-            and not any(_attr(conv, "pads") or []) and _attr(conv, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID"))
+    ones = lambda name: all(v == 1 for v in (node_attribute(conv, name) or []))  # noqa: E731
+    return (node_attribute(conv, "group", 1) == 1 and ones("strides") and ones("dilations")
+            and not any(node_attribute(conv, "pads") or []) and node_attribute(conv, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID"))
 
 
 def _upsample_factor(resize: onnx.NodeProto, consts: dict[str, np.ndarray], in_hw: tuple | None) -> float | None:
     """Output area / input area when it is known and the batch and channel axes are untouched, else None."""
-    if _attr(resize, "coordinate_transformation_mode", b"half_pixel") == b"tf_crop_and_resize" or _attr(resize, "axes"):
+    if node_attribute(resize, "coordinate_transformation_mode", b"half_pixel") == b"tf_crop_and_resize" or node_attribute(resize, "axes"):
         return None
     sizes = consts.get(resize.input[3]) if len(resize.input) > 3 and resize.input[3] else None
     scales = consts.get(resize.input[2]) if len(resize.input) > 2 and resize.input[2] else None
@@ -63,7 +63,7 @@ def swap_resize_pointwise(model: onnx.ModelProto) -> int:
     """Apply the swap wherever it saves work; returns how many pairs were swapped."""
     graph = model.graph
     shapes = _spatial_shapes(model)
-    consts = _constants(graph)
+    consts = constant_values(graph)
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(graph.node):
         for name in node.input:
@@ -126,7 +126,7 @@ def fuse_gelu(model: onnx.ModelProto) -> onnx.ModelProto:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), GELU_OPSET)
     model = onnx.version_converter.convert_version(model, GELU_OPSET) if opset < GELU_OPSET else _copy(model)
     graph = model.graph
-    consts = _constants(graph)
+    consts = constant_values(graph)
     producer = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:

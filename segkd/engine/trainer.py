@@ -56,6 +56,7 @@ from segkd.engine.metrics import SegMetrics
 from segkd.engine.optim import ParamGroupSpec, build_optimizer, model_param_groups, trainable_parameters
 from segkd.engine.plan import RunPlan
 from segkd.engine.progress import EpochProgress, epoch_line
+from segkd.engine.qat import attach_qat
 from segkd.engine.results import ResultsCSV, TensorBoardLogger, plot_results, tensorboard_available
 from segkd.engine.runs import make_run_dir
 from segkd.engine.schedulers import LRSchedule, Scheduler
@@ -112,6 +113,8 @@ class Trainer:
         self.resume_sums: dict[str, float] = {}
         self.stop = StopRequest(lambda: self.log("[yellow]interrupt:[/] saving last.pt at the end of this step "
                                                  "(Ctrl-C again to quit at once)"))
+        if self.cfg.quant.qat:
+            attach_qat(self)  # quantisation-aware from quant.start_epoch (segkd.engine.qat)
 
     # -- events ---------------------------------------------------------------------------------------
     def add_callback(self, event: str, fn: Callable[["Trainer"], None]) -> None:

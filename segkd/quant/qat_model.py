@@ -7,8 +7,9 @@ Everything else (norms, activations, pooling, resizes, adds) stays fp32 between 
 int8. The conv that produces the logits stays fp32 (inputs, weight and output): uint8 logits flip the argmax
 of close pixels. Linear layers and functional matmuls stay fp32 (the families' convs carry the arithmetic).
 
-A conv's input that is already another quantised conv's output (unchanged since: same tensor, same version)
-is not quantised twice, so the exported graph has one Q/DQ pair there, as ONNX Runtime's quantiser writes it.
+A conv whose input is another quantised conv's output, unchanged (no op, not even an in-place one, between
+them: found once in `prepare_qat` and recorded in `QATSpec.reads_int8`), has no input quantiser of its own:
+the exported graph has one Q/DQ pair there, as ONNX Runtime's quantiser writes it.
 
 `QATSpec` records the surgery (folded pairs, quantised convs, the fp32 logits conv) so that a checkpoint
 rebuilds the same module tree before its weights load (`apply_qat`); it lives on the model as `qat_spec`.
@@ -17,6 +18,7 @@ rebuilds the same module tree before its weights load (`apply_qat`); it lives on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
@@ -29,7 +31,6 @@ from segkd.quant.fake_quant import ActivationFakeQuant, WeightFakeQuant, set_fak
 from segkd.quant.fold import find_conv_bn_pairs, fold_batchnorm
 
 OP_SET = "conv"
-GRID_TAG = "_segkd_on_grid"  # tensor attribute: the version at which a quantiser wrote it
 
 
 @dataclass
@@ -39,6 +40,7 @@ class QATSpec:
     logits_op: str | None = None  # the conv kept fp32
     op_set: str = OP_SET
     reduce_range: bool = True  # 7-bit weights (see `WeightFakeQuant`)
+    reads_int8: list[str] = field(default_factory=list)  # quantised convs fed by one's output: no input quantiser
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +50,7 @@ class QATSpec:
         try:
             return cls(folded=[list(p) for p in raw["folded"]], quantized=list(raw["quantized"]),
                        logits_op=raw.get("logits_op"), op_set=raw.get("op_set", OP_SET),
-                       reduce_range=bool(raw.get("reduce_range", True)))
+                       reduce_range=bool(raw.get("reduce_range", True)), reads_int8=list(raw.get("reads_int8", [])))
         except (KeyError, TypeError) as e:
             raise WeightsError(f"checkpoint 'quant' metadata is malformed ({e})") from None
 
@@ -95,19 +97,22 @@ def _conv_outputs(model: nn.Module, x: Tensor) -> tuple[list[tuple[str, Tensor]]
 def apply_qat(model: nn.Module, spec: QATSpec) -> nn.Module:
     """Fold and attach the quantisers in place (the quantisers start at scale 1: calibrate before training)."""
     fold_batchnorm(model, [tuple(p) for p in spec.folded])
+    reads_int8 = set(spec.reads_int8)
     for path in spec.quantized:
         conv = model.get_submodule(path)
-        conv.input_quant = ActivationFakeQuant()
+        if path not in reads_int8:
+            conv.input_quant = ActivationFakeQuant()
+            conv.register_forward_pre_hook(_quantize_input)
         conv.output_quant = ActivationFakeQuant()
-        parametrize.register_parametrization(conv, "weight", WeightFakeQuant(conv.out_channels, spec.reduce_range))
-        conv.register_forward_pre_hook(_quantize_input)
         conv.register_forward_hook(_quantize_output)
+        parametrize.register_parametrization(conv, "weight", WeightFakeQuant(conv.out_channels, spec.reduce_range))
     model.qat_spec = spec
     return model
 
 
 def prepare_qat(model: nn.Module, x: Tensor, reduce_range: bool = True, atol: float = 1e-3) -> QATSpec:
-    """Plan, fold (checked: the folded model must compute what the original did on `x`) and attach quantisers."""
+    """Plan, fold (checked: the folded model must compute what the original did on `x`), find the convs that
+    read another quantised conv's output unchanged, and attach the quantisers."""
     spec = plan_qat(model, x, reduce_range)
     was_training = model.training
     with torch.no_grad():
@@ -119,9 +124,39 @@ def prepare_qat(model: nn.Module, x: Tensor, reduce_range: bool = True, atol: fl
     if not torch.allclose(before, after, atol=atol * scale, rtol=0):
         raise JobFailed(f"{type(model).__name__}: folding BatchNorm into its conv changed the outputs (a conv "
                         "output read by more than its BatchNorm?)")
-    apply_qat(model, QATSpec([], spec.quantized, spec.logits_op, spec.op_set, spec.reduce_range))
+    spec.reads_int8 = _reading_int8(model, x, spec.quantized)
+    apply_qat(model, dataclasses.replace(spec, folded=[]))
     model.qat_spec = spec
     return spec
+
+
+def _reading_int8(model: nn.Module, x: Tensor, quantized: list[str]) -> list[str]:
+    """The quantised convs whose input is a quantised conv's output, unchanged since (same tensor, same version:
+    an in-place activation in between counts as a change). One forward of the folded model, without gradients
+    (inference tensors have no version counter)."""
+    written: dict[int, tuple[Tensor, int]] = {}  # id(output) -> (output, version when written)
+    found: list[str] = []
+    paths = set(quantized)
+    names = {m: n for n, m in model.named_modules() if n in paths}
+
+    def before(conv: nn.Module, args: tuple) -> None:
+        entry = written.get(id(args[0]))
+        if entry is not None and entry[0] is args[0] and args[0]._version == entry[1]:
+            found.append(names[conv])
+
+    def after(conv: nn.Module, args: tuple, out: Tensor) -> None:
+        written[id(out)] = (out, out._version)
+
+    hooks = [h for m in names for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return list(dict.fromkeys(found))
 
 
 @contextlib.contextmanager
@@ -138,20 +173,9 @@ def calibrating(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _on_grid(x: Tensor) -> bool:
-    return getattr(x, GRID_TAG, None) == x._version
-
-
 def _quantize_input(conv: nn.Module, args: tuple) -> tuple | None:
-    x = args[0]
-    if not conv.input_quant.enabled or _on_grid(x):
-        return None
-    return (conv.input_quant(x), *args[1:])
+    return (conv.input_quant(args[0]), *args[1:]) if conv.input_quant.enabled else None
 
 
 def _quantize_output(conv: nn.Module, args: tuple, out: Tensor) -> Tensor | None:
-    if not conv.output_quant.enabled:
-        return None
-    y = conv.output_quant(out)
-    setattr(y, GRID_TAG, y._version)
-    return y
+    return conv.output_quant(out) if conv.output_quant.enabled else None

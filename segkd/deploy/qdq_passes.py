@@ -1,0 +1,70 @@
+"""Rewrites of a QDQ graph traced from a fake-quantised model, so that ONNX Runtime runs it as int8 kernels.
+
+The exporter writes each fake-quantised weight as `QuantizeLinear(fp32 weight) -> DequantizeLinear -> Conv`
+and leaves the conv's bias fp32. ONNX Runtime fuses `DQ(x) -> Conv(DQ(w), DQ(b)) -> Q` into QLinearConv only
+when every input comes from a DequantizeLinear, the bias as int32 (scale = input scale × weight scale, zero
+point 0), which is the layout `onnxruntime.quantization` writes:
+
+- `fold_weight_quantize`: a QuantizeLinear of a constant becomes its int8 initializer (the weight is stored
+  in int8: the file is ~4× smaller), rounding half to even as QuantizeLinear does.
+- `quantize_conv_bias`: a Conv whose input and weight come from DequantizeLinear gets its fp32 bias as
+  `DequantizeLinear(int32)`. Rounding moves each bias by at most half of input scale × weight scale, far
+  below one step of the conv's uint8 output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from segkd.deploy.graph_passes import constant_values, node_attribute
+
+
+def fold_weight_quantize(model: onnx.ModelProto) -> int:
+    """Replace every QuantizeLinear of constants by its integer initializer; returns how many."""
+    graph = model.graph
+    consts = constant_values(graph)
+    folded = []
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear" or not all(name in consts for name in node.input):
+            continue
+        w, scale, zp = (consts[name] for name in node.input)
+        shape = [1] * w.ndim
+        if scale.ndim:  # per channel along `axis`
+            shape[node_attribute(node, "axis", 1) % w.ndim] = -1
+        info = np.iinfo(zp.dtype)
+        q = np.rint(w / scale.reshape(shape)) + zp.reshape(shape).astype(np.float64)
+        graph.initializer.append(numpy_helper.from_array(np.clip(q, info.min, info.max).astype(zp.dtype),
+                                                         node.output[0]))
+        folded.append(node)
+    for node in folded:
+        graph.node.remove(node)
+    return len(folded)
+
+
+def quantize_conv_bias(model: onnx.ModelProto) -> int:
+    """Give every Conv fed by DequantizeLinear input and weight an int32 DequantizeLinear bias; returns how many."""
+    graph = model.graph
+    consts = constant_values(graph)
+    dq = {node.output[0]: node for node in graph.node if node.op_type == "DequantizeLinear"}
+    added = []
+    for conv in graph.node:
+        if conv.op_type != "Conv" or len(conv.input) < 3 or conv.input[2] not in consts:
+            continue
+        x_dq, w_dq = dq.get(conv.input[0]), dq.get(conv.input[1])
+        if x_dq is None or w_dq is None or conv.input[2] in dq:
+            continue
+        scale = (consts[x_dq.input[1]] * consts[w_dq.input[1]]).astype(np.float32).reshape(-1)  # C_out or 1
+        bias = consts[conv.input[2]]
+        q = np.rint(bias / scale).astype(np.int32)
+        name = conv.input[2] + "_int32"
+        graph.initializer.extend([numpy_helper.from_array(q, name),
+                                  numpy_helper.from_array(scale, name + "_scale"),
+                                  numpy_helper.from_array(np.zeros_like(q), name + "_zero_point")])
+        added.append(onnx.helper.make_node("DequantizeLinear", [name, name + "_scale", name + "_zero_point"],
+                                           [name + "_dequantized"], name=name + "_DequantizeLinear", axis=0))
+        conv.input[2] = name + "_dequantized"
+    for i, node in enumerate(added):  # constant inputs only: first in topological order
+        graph.node.insert(i, node)
+    return len(added)
