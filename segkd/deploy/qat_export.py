@@ -21,7 +21,7 @@ from torch import nn
 from segkd.deploy.export import OnnxExport, export_onnx, save_with_meta
 from segkd.deploy.graph_passes import fuse_gelu
 from segkd.deploy.meta import DeployMeta
-from segkd.deploy.qdq_passes import fold_weight_quantize, quantize_conv_bias
+from segkd.deploy.qdq_passes import drop_dead_nodes, fold_weight_quantize, quantize_conv_bias
 from segkd.quant import bake_weights, set_fake_quant
 
 QAT_MIN_AGREEMENT = 99.5  # % of pixels whose ONNX Runtime int8 label equals the fake-quantised PyTorch label
@@ -48,6 +48,7 @@ def export_qat_int8(model: nn.Module, meta: DeployMeta, path: str | Path, *, img
     proto = onnx.load(str(path))
     weights = fold_weight_quantize(proto)
     biases = quantize_conv_bias(proto)
+    drop_dead_nodes(proto)
     proto = fuse_gelu(proto)
     meta = exported.meta.replace(precision="int8")
     save_with_meta(proto, meta, path)

@@ -10,6 +10,8 @@ point 0), which is the layout `onnxruntime.quantization` writes:
 - `quantize_conv_bias`: a Conv whose input and weight come from DequantizeLinear gets its fp32 bias as
   `DequantizeLinear(int32)`. Rounding moves each bias by at most half of input scale × weight scale, far
   below one step of the conv's uint8 output.
+Constants are followed through the exporter's `Identity` (shared initializers) and `Cast` (zero points) nodes;
+`drop_dead_nodes` then removes what no longer feeds the outputs.
 """
 
 from __future__ import annotations
@@ -21,10 +23,38 @@ from onnx import numpy_helper
 from segkd.deploy.graph_passes import constant_values, node_attribute
 
 
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Initializers and Constant outputs, plus what Identity and Cast nodes make of them."""
+    values = constant_values(graph)
+    for node in graph.node:  # topological order: a chain resolves in one pass
+        if node.input and node.input[0] in values and node.op_type in ("Identity", "Cast"):
+            value = values[node.input[0]]
+            if node.op_type == "Cast":
+                value = value.astype(onnx.helper.tensor_dtype_to_np_dtype(node_attribute(node, "to")))
+            values[node.output[0]] = value
+    return values
+
+
+def drop_dead_nodes(model: onnx.ModelProto) -> None:
+    """Remove nodes whose outputs nothing reads, and initializers nothing reads."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {name for node in graph.node for name in node.input} | outputs
+        dead = [node for node in graph.node if not any(o in read for o in node.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    read = {name for node in graph.node for name in node.input} | outputs
+    for init in [t for t in graph.initializer if t.name not in read]:
+        graph.initializer.remove(init)
+
+
 def fold_weight_quantize(model: onnx.ModelProto) -> int:
     """Replace every QuantizeLinear of constants by its integer initializer; returns how many."""
     graph = model.graph
-    consts = constant_values(graph)
+    consts = _constants(graph)
     folded = []
     for node in graph.node:
         if node.op_type != "QuantizeLinear" or not all(name in consts for name in node.input):
@@ -46,7 +76,7 @@ def fold_weight_quantize(model: onnx.ModelProto) -> int:
 def quantize_conv_bias(model: onnx.ModelProto) -> int:
     """Give every Conv fed by DequantizeLinear input and weight an int32 DequantizeLinear bias; returns how many."""
     graph = model.graph
-    consts = constant_values(graph)
+    consts = _constants(graph)
     dq = {node.output[0]: node for node in graph.node if node.op_type == "DequantizeLinear"}
     added = []
     for conv in graph.node:
