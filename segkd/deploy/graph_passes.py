@@ -43,12 +43,14 @@ def _is_pointwise_conv(conv: onnx.NodeProto, consts: dict[str, np.ndarray]) -> b
         return False
     ones = lambda name: all(v == 1 for v in (node_attribute(conv, name) or []))  # noqa: E731
     return (node_attribute(conv, "group", 1) == 1 and ones("strides") and ones("dilations")
-            and not any(node_attribute(conv, "pads") or []) and node_attribute(conv, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID"))
+            and not any(node_attribute(conv, "pads") or [])
+            and node_attribute(conv, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID"))
 
 
 def _upsample_factor(resize: onnx.NodeProto, consts: dict[str, np.ndarray], in_hw: tuple | None) -> float | None:
     """Output area / input area when it is known and the batch and channel axes are untouched, else None."""
-    if node_attribute(resize, "coordinate_transformation_mode", b"half_pixel") == b"tf_crop_and_resize" or node_attribute(resize, "axes"):
+    mode = node_attribute(resize, "coordinate_transformation_mode", b"half_pixel")
+    if mode == b"tf_crop_and_resize" or node_attribute(resize, "axes"):
         return None
     sizes = consts.get(resize.input[3]) if len(resize.input) > 3 and resize.input[3] else None
     scales = consts.get(resize.input[2]) if len(resize.input) > 2 and resize.input[2] else None

@@ -14,9 +14,10 @@ Both are calibrated, then learned:
   1/sqrt(N·Q_max) so that they learn at the pace of the weights. Calibration starts QAT where post-training
   int8 stands; learning then trades clipping against rounding error under the training (and KD) losses.
 During `torch.onnx.export` (of a model whose weights went through `bake_weights`, so that they sit on their
-grid: ONNX's QuantizeLinear only clamps to the type's range) each quantiser traces as one QuantizeLinear/DequantizeLinear pair with its current
-scale and zero point (`fake_quantize_per_*_affine` symbolics, opset >= 13): the QDQ graph computes what the
-PyTorch forward does, with the rounding ONNX specifies (half to even, as torch's).
+grid: ONNX's QuantizeLinear only clamps to the type's range) each quantiser traces as one QuantizeLinear /
+DequantizeLinear pair with its current scale and zero point (`fake_quantize_per_*_affine` symbolics, opset
+>= 13): the QDQ graph computes what the PyTorch forward does, with the rounding ONNX specifies (half to even,
+as torch's).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class ActivationFakeQuant(nn.Module):
             self._observe(x)
         if torch.onnx.is_in_onnx_export():
             zp = int(self.zero_point.detach().round().clamp(*U8))
-            return torch.fake_quantize_per_tensor_affine(x, float(self.scale.detach().clamp(min=MIN_SCALE)), zp, *U8)
+            scale = float(self.scale.detach().clamp(min=MIN_SCALE))
+            return torch.fake_quantize_per_tensor_affine(x, scale, zp, *U8)
         grad_factor = 1.0 / math.sqrt(x[0].numel() * U8[1])
         return torch._fake_quantize_learnable_per_tensor_affine(
             x, self.scale.clamp(min=MIN_SCALE), self.zero_point, *U8, grad_factor)
@@ -64,7 +66,8 @@ class ActivationFakeQuant(nn.Module):
         self.zero_point.fill_(min(max(round(U8[0] - lo / scale), U8[0]), U8[1]))
 
     def extra_repr(self) -> str:
-        return f"uint8 per tensor, scale={float(self.scale.detach()):.4g}, zero_point={float(self.zero_point.detach()):.1f}"
+        scale, zero_point = float(self.scale.detach()), float(self.zero_point.detach())
+        return f"uint8 per tensor, scale={scale:.4g}, zero_point={zero_point:.1f}"
 
 
 class WeightFakeQuant(nn.Module):
@@ -93,7 +96,7 @@ class WeightFakeQuant(nn.Module):
                 self.scale.copy_((amax / ((self.qmax - self.qmin) / 2)).clamp(min=MIN_SCALE))
         if torch.onnx.is_in_onnx_export():  # the scale as an initializer: no clamp node on it in the graph
             self.scale.data.clamp_(min=MIN_SCALE)
-            return torch.fake_quantize_per_channel_affine(w, self.scale, self.zero_point.int(), 0, *S8)  # baked: in range
+            return torch.fake_quantize_per_channel_affine(w, self.scale, self.zero_point.int(), 0, *S8)  # baked
         scale = self.scale.clamp(min=MIN_SCALE)
         grad_factor = 1.0 / math.sqrt(w[0].numel() * self.qmax)
         return torch._fake_quantize_learnable_per_channel_affine(w, scale, self.zero_point, 0, self.qmin, self.qmax,
