@@ -9,7 +9,9 @@ point 0), which is the layout `onnxruntime.quantization` writes:
   in int8: the file is ~4× smaller), rounding half to even as QuantizeLinear does.
 - `quantize_conv_bias`: a Conv whose input and weight come from DequantizeLinear gets its fp32 bias as
   `DequantizeLinear(int32)`. Rounding moves each bias by at most half of input scale × weight scale, far
-  below one step of the conv's uint8 output.
+  below one step of the conv's uint8 output. A bias that int32 cannot hold at that scale (a channel whose
+  weights are all ~0 has a weight scale near 0) is left fp32, and so is the weight (its dequantized values):
+  that conv runs in fp32 on its dequantized input, as the fake-quantised model computes it, but not in int8.
 Constants are followed through the exporter's `Identity` (shared initializers) and `Cast` (zero points) nodes;
 `drop_dead_nodes` then removes what no longer feeds the outputs.
 """
@@ -86,8 +88,11 @@ def quantize_conv_bias(model: onnx.ModelProto) -> int:
         if x_dq is None or w_dq is None or conv.input[2] in dq:
             continue
         scale = (consts[x_dq.input[1]] * consts[w_dq.input[1]]).astype(np.float32).reshape(-1)  # C_out or 1
-        bias = consts[conv.input[2]]
-        q = np.rint(bias / scale).astype(np.int32)
+        q = np.rint(consts[conv.input[2]].astype(np.float64) / scale)
+        if np.abs(q).max(initial=0) > np.iinfo(np.int32).max:  # a dead channel (weight scale ~0) with a bias:
+            _dequantize_weight(graph, conv, w_dq, consts)  # int32 cannot hold it: this conv runs fp32
+            continue
+        q = q.astype(np.int32)
         name = conv.input[2] + "_int32"
         graph.initializer.extend([numpy_helper.from_array(q, name),
                                   numpy_helper.from_array(scale, name + "_scale"),
@@ -98,3 +103,16 @@ def quantize_conv_bias(model: onnx.ModelProto) -> int:
     for i, node in enumerate(added):  # constant inputs only: first in topological order
         graph.node.insert(i, node)
     return len(added)
+
+
+def _dequantize_weight(graph: onnx.GraphProto, conv: onnx.NodeProto, w_dq: onnx.NodeProto,
+                       consts: dict[str, np.ndarray]) -> None:
+    """Give `conv` its weight as the fp32 values its DequantizeLinear computes (no QDQ pattern left to fuse)."""
+    w, scale, zp = (consts[name] for name in w_dq.input)
+    shape = [1] * w.ndim
+    if scale.ndim:
+        shape[node_attribute(w_dq, "axis", 1) % w.ndim] = -1
+    value = ((w.astype(np.float32) - zp.reshape(shape).astype(np.float32)) * scale.reshape(shape)).astype(np.float32)
+    name = conv.input[1] + "_fp32"
+    graph.initializer.append(numpy_helper.from_array(value, name))
+    conv.input[1] = name

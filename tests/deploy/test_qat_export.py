@@ -68,6 +68,26 @@ def test_onnx_runtime_int8_equals_the_fake_quantised_forward_within_one_step(tmp
     assert fused.count("QLinearConv") == 4 and "Conv" not in fused  # ONNX Runtime's int8 kernels
 
 
+def test_a_dead_channel_with_a_bias_keeps_its_conv_fp32_and_exact(tmp_path):
+    torch.manual_seed(0)
+    model = Chain()
+    with torch.no_grad():
+        model.c3.weight[0] = 0.0  # weight scale ~0: bias / (input scale × weight scale) overflows int32
+        model.c3.bias[0] = 0.5
+    apply_qat(model, QATSpec(quantized=["c1", "c2", "c3", "c4"], logits_op=None))
+    calibrate(model)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    export = export_qat_int8(model, meta(), tmp_path / "m.int8.onnx", dynamic=True)
+    assert "2 int32 biases" in export.notes[-1]  # c2 and c4 (c1 has none, c3 stays fp32)
+    options = ort.SessionOptions()  # the graph computes the fake-quantised forward; ORT's extended optimisers
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # move it a few steps (open)
+    got = ort.InferenceSession(str(tmp_path / "m.int8.onnx"), options,
+                               providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})[0]
+    assert np.abs(got - ref).max() <= float(model.c4.output_quant.scale.detach()) * 1.001
+
+
 def test_the_logits_conv_stays_fp32_in_the_int8_graph(tmp_path):
     model = fx.decisive_model("deploy_tiny")
     spec = prepare_qat(model, torch.randn(1, 3, 32, 32))
