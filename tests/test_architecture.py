@@ -1,6 +1,7 @@
 """House rules that keep the package layered: dependencies point one way.
 
-commands -> engine / deploy -> models / losses / data, with config and errors usable everywhere.
+commands -> engine / deploy -> models / losses / data, with config and errors usable everywhere; quant
+(fake quantisation, torch only) sits below models.
 """
 
 import ast
@@ -19,6 +20,7 @@ FORBIDDEN = {
     "engine": {"commands", "cli"},
     "deploy": {"commands", "cli"},
     "commands": {"cli"},
+    "quant": {"engine", "commands", "deploy", "cli", "models", "losses", "data"},
 }
 
 

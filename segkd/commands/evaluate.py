@@ -73,9 +73,13 @@ def main(
         raise DataError(f"{cfg.data.root}: the data {weights} was trained on is not there: pass --data DIR")
     metrics, run_dir = engine.evaluator.run_eval(cfg, weights, split=split, tta_scales=scales, flip=flip, slide=slide,
                                 batch_size=batch, progress=progress_enabled() and not json_out)
+    report = json.loads((run_dir / "metrics.json").read_text())
     if json_out:
-        print_json(json.loads((run_dir / "metrics.json").read_text()) | {"run_dir": str(run_dir)})
+        print_json(report | {"run_dir": str(run_dir)})
         return
+    if report.get("fake_quant"):
+        err.print("QAT checkpoint: evaluated the fake-quantised int8 model (what `segkd export --int8` runs on "
+                  "ONNX Runtime)")
     out.print(engine.eval_report.metrics_table(metrics, title=f"{cfg.name} · {split} split · {weights}"))
     out.print(engine.eval_report.summary_line(metrics))
     err.print(f"results saved to [bold]{run_dir}[/]")

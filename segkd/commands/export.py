@@ -40,7 +40,8 @@ def main(
                                  "fixed-size models)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write <name>.fp16.onnx (half on CUDA, converted on CPU)."),
     int8: bool = typer.Option(False, "--int8", help="Also write <name>.int8.onnx (static QDQ U8S8, per-channel "
-                              "weights, opset ≥ 20; needs --calib)."),
+                              "weights, opset ≥ 20; needs --calib, except for a QAT checkpoint: its learned "
+                              "scales)."),
     int8_ops: str = typer.Option("auto", "--int8-ops", help="Ops in int8: conv (Conv/MatMul only), all (every "
                                  "supported op), or auto: build both, keep the fastest within 0.5 val mIoU of fp32."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="Dataset folder: int8 calibration (val split) and "
@@ -99,8 +100,8 @@ def print_report(report: ExportReport) -> None:
                 out.print(f"  ❌ {failure}")
     if report.int8:
         r = report.int8
-        out.print(f"int8 vs fp32 (ONNX Runtime, op set {r.op_set}, val {r.val_images} images, calibrated on "
-                  f"{r.calib_images}): "
+        scales = "scales learned in QAT" if r.qat else f"calibrated on {r.calib_images}"
+        out.print(f"int8 vs fp32 (ONNX Runtime, op set {r.op_set}, val {r.val_images} images, {scales}): "
                   f"mIoU {100 * r.miou_fp32:.2f} → {100 * r.miou_int8:.2f} ({-r.miou_drop:+.2f}), "
                   f"latency {r.ms_fp32:.1f} → {r.ms_int8:.1f} ms ({r.speedup:.2f}× faster)")
     good = [a for a in report.artifacts if a.ok]

@@ -16,6 +16,7 @@ from segkd.config.schema import (
     DistillConfig,
     EvalConfig,
     ModelConfig,
+    QuantConfig,
     TeacherConfig,
     TrainConfig,
 )
@@ -23,7 +24,7 @@ from segkd.config.validate import build_config, valid_keys
 from segkd.outputs import atomic_write
 
 __all__ = [
-    "Config", "DataConfig", "DistillConfig", "EvalConfig", "ModelConfig", "TeacherConfig", "TrainConfig",
+    "Config", "DataConfig", "DistillConfig", "EvalConfig", "ModelConfig", "QuantConfig", "TeacherConfig", "TrainConfig",
     "config_from_dict", "config_to_dict", "dump_config", "load_config", "parse_overrides", "preset_names",
     "preset_path", "resolve_preset", "size_hw", "valid_keys",
 ]

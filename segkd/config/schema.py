@@ -112,6 +112,17 @@ class EvalConfig:
 
 
 @dataclass
+class QuantConfig:
+    """Quantisation-aware training (`segkd.engine.qat`): the student trains through the int8 graph's fake quantisers."""
+
+    qat: bool = False  # fake-quantise from start_epoch: BN folded, convs in int8 as `segkd export --int8` runs them
+    start_epoch: int | None = None  # 0-based; None = the last 20 % of the epochs, or 0 when model.weights is set
+    calib_batches: int = 8  # train batches (no gradient) whose min/max set the first scales, then learned (LSQ+)
+    lr_mult: float = 1.0  # lr multiplier of the learned scales and zero points (and the biases BN folding adds)
+    reduce_range: bool = True  # 7-bit weights: exact on CPUs without VNNI (see `segkd.quant.fake_quant`)
+
+
+@dataclass
 class Config:
     name: str = ""  # run name under runs/<command>/; default = the preset's name
     exist_ok: bool = False  # reuse runs/<command>/<name> instead of name2, name3, ...
@@ -127,3 +138,4 @@ class Config:
     loss: list[dict] = field(default_factory=lambda: [{"name": "ce", "weight": 1.0}])
     distill: DistillConfig | None = None
     eval: EvalConfig = field(default_factory=EvalConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)

@@ -43,6 +43,7 @@ _LOWER_BOUNDS = {
     "train.val_interval": (1, False), "train.save_period": (0, False), "train.freeze_epochs": (0, False),
     "train.warmup_epochs": (0, False), "train.warmup_iters": (0, False), "train.min_lr_epochs": (0, False),
     "distill.batch_size": (1, False), "train.seed": (0, False), "train.nan_patience": (1, False), "distill.normalize_steps": (1, False),
+    "quant.start_epoch": (0, False), "quant.calib_batches": (1, False), "quant.lr_mult": (0, False),
 }
 
 
@@ -63,6 +64,9 @@ def _check_ranges(cfg: Config, where: str) -> None:
         if node < low or (exclusive and node == low):
             sign = ">" if exclusive else ">="
             raise ConfigError(f"{where}{key}={node!r} must be {sign} {low}")
+    if cfg.quant.start_epoch is not None and cfg.quant.start_epoch >= cfg.train.epochs:
+        raise ConfigError(f"{where}quant.start_epoch={cfg.quant.start_epoch} must be < train.epochs="
+                          f"{cfg.train.epochs} (0-based: QAT runs from that epoch to the last)")
     sizes = [("data.input_size", cfg.data.input_size)]
     if cfg.distill is not None:
         sizes.append(("distill.teacher.input_size", cfg.distill.teacher.input_size))

@@ -9,6 +9,11 @@ else a synthetic natural-looking image. int8 additionally reports val mIoU (fp32
 whole val split) and the latency of both (batch 1). With `int8_ops="auto"` every op set of
 `quantize.INT8_OP_SETS` is built, verified and scored, and `pick_int8` keeps the fastest one that loses at most
 `MAX_INT8_DROP` mIoU points (the most accurate one when none does); the others are scratch files and are removed.
+
+A quantisation-aware (QAT) checkpoint (`segkd.deploy.qat_export`): the fp32 file is its weights with the fake
+quantisers off, the int8 file its fake-quantised model traced with the learned scales (no calibration: `--calib`
+only names the val data, else the config's data.root serves), verified against the fake-quantised PyTorch
+labels on up to `QAT_PARITY_IMAGES` val images (≥ 99.5 % agreement) and scored like post-training int8.
 """
 
 from __future__ import annotations
@@ -27,15 +32,18 @@ from segkd.deploy.export import OnnxExport, export_onnx
 from segkd.deploy.fp16 import export_fp16
 from segkd.deploy.loading import LoadedModel
 from segkd.deploy.onnx_model import OnnxModel, OnnxModule
+from segkd.deploy.qat_export import QAT_MIN_AGREEMENT, export_qat_int8, float_twin
 from segkd.deploy.quantize import INT8_OP_SETS, calibration_images, quantize_int8
 from segkd.deploy.timing import Protocol, measure_interleaved
 from segkd.deploy.verify import ParityReport, parity_inputs, synthetic_image, verify_onnx
 from segkd.engine.evaluator import evaluate_model
 from segkd.errors import ConfigError, DataError
 from segkd.outputs import record_output
+from segkd.quant import is_qat
 
 PARITY_IMAGES = {"fp32": 2, "fp16": 2, "int8": 4}
 MAX_INT8_DROP = 0.5  # val mIoU points that int8_ops="auto" may give up for speed
+QAT_PARITY_IMAGES = 16
 
 
 @dataclass
@@ -78,6 +86,7 @@ class Int8Report:
     calib_images: int
     op_set: str = "conv"  # the kept INT8_OP_SETS key
     tried: dict[str, tuple[float, float]] = field(default_factory=dict)  # op set -> (val mIoU, ms) of each built
+    qat: bool = False  # the scales were learned in quantisation-aware training (no calibration)
 
     @property
     def speedup(self) -> float:
@@ -102,15 +111,21 @@ class ExportReport:
 
 def export_artifacts(loaded: LoadedModel, req: ExportRequest, log: Callable[[str], None] = lambda m: None
                      ) -> ExportReport:
+    qat = is_qat(loaded.model)
     if req.int8_ops != "auto" and req.int8_ops not in INT8_OP_SETS:
         raise ConfigError(f"int8 op set '{req.int8_ops}': expected auto, {', '.join(INT8_OP_SETS)}")
+    if qat and req.int8_ops not in ("auto", loaded.model.qat_spec.op_set):
+        raise ConfigError(f"--int8-ops {req.int8_ops}: this QAT checkpoint learned its scales for op set "
+                          f"'{loaded.model.qat_spec.op_set}'; drop --int8-ops")
     report = ExportReport(loaded.name)
-    model, device = loaded.model, torch.device(req.device)
+    model, device = (float_twin(loaded.model) if qat else loaded.model), torch.device(req.device)
     kwargs = dict(imgsz=req.imgsz, dynamic=req.dynamic, opset=req.opset, argmax=req.argmax, simplify=req.simplify)
-    calib = _calibration(loaded, req) if req.int8 else None  # bad --calib data fails before anything is written
-    images = calib or _real_images(loaded, req)  # real images for the parity checks
+    calib = _calibration(loaded, req) if req.int8 and not qat else None  # bad --calib data fails before any write
+    images = calib or _real_images(loaded, req, QAT_PARITY_IMAGES if qat else max(PARITY_IMAGES.values()))
     log(f"ONNX: exporting {loaded.meta.arch} with opset {req.opset}" + (", dynamic axes" if req.dynamic else ""))
     base = export_onnx(model, loaded.meta, req.out, **kwargs)
+    if qat:
+        base.notes.append("QAT checkpoint: the fp32 graph holds its weights (BatchNorm folded), fake quantisation off")
     report.artifacts.append(_checked(base, model, images, "cpu"))
     if not report.artifacts[0].ok:
         return report
@@ -118,21 +133,25 @@ def export_artifacts(loaded: LoadedModel, req: ExportRequest, log: Callable[[str
         path = req.out.with_name(f"{req.out.stem}.fp16.onnx")
         fp16 = export_fp16(model, base, path, device=device, **kwargs)
         report.artifacts.append(_checked(fp16, model, images, device))
-    if calib is not None:
+    if req.int8 and qat:
+        artifact, report.int8 = _int8_qat(base, loaded, req, images, log)
+        report.artifacts.append(artifact)
+    elif calib is not None:
         artifact, report.int8 = _int8(base, loaded, req, calib, log)
         report.artifacts.append(artifact)
     return report
 
 
-def _checked(export: OnnxExport, model: torch.nn.Module, images: list[np.ndarray], device: torch.device | str
-             ) -> Artifact:
-    """Verify one export; rename it `.unverified` when it fails."""
+def _checked(export: OnnxExport, model: torch.nn.Module, images: list[np.ndarray], device: torch.device | str,
+             min_agreement: float | None = None, n_images: int | None = None) -> Artifact:
+    """Verify one export (on `n_images` real images, default the precision's); rename it `.unverified` when it
+    fails."""
     meta = export.meta
     pre = meta.preprocess()
-    real = [pre(im)[0] for im in images[: PARITY_IMAGES[meta.precision]]]
+    real = [pre(im)[0] for im in images[: n_images or PARITY_IMAGES[meta.precision]]]
     inputs = parity_inputs(real, tuple(meta.input_size), meta.dynamic, getattr(model, "size_divisor", 1),
                            meta.precision, mean=tuple(meta.mean), std=tuple(meta.std))
-    parity = verify_onnx(OnnxModel(export.path, device), model, inputs, meta.precision)
+    parity = verify_onnx(OnnxModel(export.path, device), model, inputs, meta.precision, min_agreement)
     artifact = Artifact(f"ONNX {meta.precision}", export.path, parity.passed, export.seconds, parity,
                         list(export.notes))
     if not parity.passed:
@@ -147,17 +166,20 @@ def _calibration(loaded: LoadedModel, req: ExportRequest) -> list[np.ndarray]:
     return calibration_images(req.calib, loaded.config["data"])
 
 
-def _real_images(loaded: LoadedModel, req: ExportRequest) -> list[np.ndarray]:
-    """Dataset images for the parity check: --calib, else the config's data.root, else a synthetic image."""
-    n = max(PARITY_IMAGES.values())
-    for root in (req.calib, loaded.config["data"].get("root")):
-        if root and Path(root).is_dir():
-            try:
-                return calibration_images(root, loaded.config["data"], n)
-            except DataError:
-                continue
+def _real_images(loaded: LoadedModel, req: ExportRequest, n: int) -> list[np.ndarray]:
+    """Up to `n` dataset images for the parity check: --calib, else the config's data.root, else synthetic."""
+    for root in _val_roots(loaded, req):
+        try:
+            return calibration_images(root, loaded.config["data"], n)
+        except DataError:
+            continue
     h, w = req.imgsz or loaded.meta.input_size
     return [synthetic_image(int(h * 1.25), int(w * 1.5), seed=i) for i in range(n)]
+
+
+def _val_roots(loaded: LoadedModel, req: ExportRequest) -> list[Path]:
+    """Dataset folders that may hold the val split: --calib, then the config's data.root (existing ones)."""
+    return [Path(r) for r in (req.calib, loaded.config["data"].get("root")) if r and Path(r).is_dir()]
 
 
 def pick_int8(miou_fp32: float, tried: dict[str, tuple[float, float]], max_drop: float = MAX_INT8_DROP) -> str:
@@ -191,7 +213,7 @@ def _int8(base: OnnxExport, loaded: LoadedModel, req: ExportRequest, calib: list
             record_output(failed.path)
             return failed, None
         log("int8: scoring fp32 and int8 on the val split")
-        scorer = ValScorer(base, loaded, req)
+        scorer = ValScorer(base, loaded, req, req.calib)
         tried = scorer.score({"fp32": base.path, **{name: built[name].path for name in verified}})
         miou_fp32, ms_fp32 = tried.pop("fp32")
         kept = pick_int8(miou_fp32, tried)
@@ -205,12 +227,35 @@ def _int8(base: OnnxExport, loaded: LoadedModel, req: ExportRequest, calib: list
                                 kept, tried)
 
 
+def _int8_qat(base: OnnxExport, loaded: LoadedModel, req: ExportRequest, images: list[np.ndarray],
+              log: Callable[[str], None]) -> tuple[Artifact, Int8Report | None]:
+    """The fake-quantised model traced to `<stem>.int8.onnx`, verified against it, scored on the val split (when
+    --calib or the config's data.root has one)."""
+    path = req.out.with_name(f"{req.out.stem}.int8.onnx")
+    log("int8: tracing the fake-quantised model with its learned scales (QAT checkpoint, no calibration)")
+    export = export_qat_int8(loaded.model, loaded.meta, path, imgsz=req.imgsz, dynamic=req.dynamic, opset=req.opset,
+                             argmax=req.argmax)
+    artifact = _checked(export, loaded.model, images, "cpu", QAT_MIN_AGREEMENT, QAT_PARITY_IMAGES)
+    roots = _val_roots(loaded, req)
+    if not artifact.ok or not roots:
+        if artifact.ok:
+            artifact.notes.append("no val data (--calib DATA or the config's data.root): val mIoU not scored")
+        return artifact, None
+    log("int8: scoring fp32 and int8 on the val split")
+    scorer = ValScorer(base, loaded, req, roots[0])
+    scores = scorer.score({"fp32": base.path, "int8": artifact.path})
+    (miou_fp32, ms_fp32), (miou_int8, ms_int8) = scores["fp32"], scores["int8"]
+    op_set = loaded.model.qat_spec.op_set
+    return artifact, Int8Report(miou_fp32, miou_int8, ms_fp32, ms_int8, len(scorer.dataset), 0, op_set,
+                                {op_set: scores["int8"]}, qat=True)
+
+
 class ValScorer:
     """Val mIoU and batch-1 latency of ONNX files on ONNX Runtime (CPU)."""
 
-    def __init__(self, fp32: OnnxExport, loaded: LoadedModel, req: ExportRequest):
+    def __init__(self, fp32: OnnxExport, loaded: LoadedModel, req: ExportRequest, root: Path):
         self.data_cfg = dict(loaded.config["data"], input_size=list(fp32.meta.input_size))
-        self.dataset = open_dataset(req.calib, self.data_cfg.get("val_split", "val"),
+        self.dataset = open_dataset(root, self.data_cfg.get("val_split", "val"),
                                     format=self.data_cfg.get("format", "auto"), num_classes=fp32.meta.num_classes,
                                     ignore_index=self.data_cfg["ignore_index"])
         self.absent = (loaded.config.get("eval") or {}).get("absent", "nan")

@@ -24,18 +24,18 @@ import onnx.version_converter
 from onnx import numpy_helper
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
+def node_attribute(node: onnx.NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
     return default
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+def constant_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
-        if node.op_type == "Constant" and _attr(node, "value") is not None:
-            values[node.output[0]] = numpy_helper.to_array(_attr(node, "value"))
+        if node.op_type == "Constant" and node_attribute(node, "value") is not None:
+            values[node.output[0]] = numpy_helper.to_array(node_attribute(node, "value"))
     return values
 
 
@@ -46,14 +46,16 @@ def _is_pointwise_conv(conv: onnx.NodeProto, consts: dict[str, np.ndarray]) -> b
         return False
     if len(conv.input) > 2 and conv.input[2] and conv.input[2] not in consts:
         return False
-    ones = lambda name: all(v == 1 for v in (_attr(conv, name) or []))  # noqa: E731
-    return (_attr(conv, "group", 1) == 1 and ones("strides") and ones("dilations")
-            and not any(_attr(conv, "pads") or []) and _attr(conv, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID"))
+    ones = lambda name: all(v == 1 for v in (node_attribute(conv, name) or []))  # noqa: E731
+    return (node_attribute(conv, "group", 1) == 1 and ones("strides") and ones("dilations")
+            and not any(node_attribute(conv, "pads") or [])
+            and node_attribute(conv, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID"))
 
 
 def _upsample_factor(resize: onnx.NodeProto, consts: dict[str, np.ndarray], in_hw: tuple | None) -> float | None:
     """Output area / input area when it is known and the batch and channel axes are untouched, else None."""
-    if _attr(resize, "coordinate_transformation_mode", b"half_pixel") == b"tf_crop_and_resize" or _attr(resize, "axes"):
+    mode = node_attribute(resize, "coordinate_transformation_mode", b"half_pixel")
+    if mode == b"tf_crop_and_resize" or node_attribute(resize, "axes"):
         return None
     sizes = consts.get(resize.input[3]) if len(resize.input) > 3 and resize.input[3] else None
     scales = consts.get(resize.input[2]) if len(resize.input) > 2 and resize.input[2] else None
@@ -68,7 +70,7 @@ def swap_resize_pointwise(model: onnx.ModelProto) -> int:
     """Apply the swap wherever it saves work; returns how many pairs were swapped."""
     graph = model.graph
     shapes = _spatial_shapes(model)
-    consts = _constants(graph)
+    consts = constant_values(graph)
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(graph.node):
         for name in node.input:
@@ -131,7 +133,7 @@ def fuse_gelu(model: onnx.ModelProto) -> onnx.ModelProto:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), GELU_OPSET)
     model = onnx.version_converter.convert_version(model, GELU_OPSET) if opset < GELU_OPSET else _copy(model)
     graph = model.graph
-    consts = _constants(graph)
+    consts = constant_values(graph)
     producer = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
@@ -204,13 +206,13 @@ def _drop_value_info(graph: onnx.GraphProto, names: set[str]) -> None:
 def spatial_mean_to_global_pool(model: onnx.ModelProto) -> int:
     """Replace every 4-D spatial ReduceMean (axes {2, 3}, keepdims) by GlobalAveragePool; returns how many."""
     graph = model.graph
-    consts = _constants(graph)
+    consts = constant_values(graph)
     ranks = _ranks(model)
     replaced = 0
     for i, node in enumerate(graph.node):
-        if node.op_type != "ReduceMean" or _attr(node, "keepdims", 1) != 1 or ranks.get(node.input[0]) != 4:
+        if node.op_type != "ReduceMean" or node_attribute(node, "keepdims", 1) != 1 or ranks.get(node.input[0]) != 4:
             continue
-        axes = _attr(node, "axes")
+        axes = node_attribute(node, "axes")
         if axes is None and len(node.input) > 1 and node.input[1]:  # opset ≥ 18: axes is an input
             axes = consts.get(node.input[1])
         if axes is None or sorted(int(a) % 4 for a in np.asarray(axes).reshape(-1)) != [2, 3]:

@@ -17,7 +17,9 @@ Under torch.distributed (every rank calls `evaluate_model`) the batches are deal
 the confusion matrices all-reduced: each image meets the same batch as in one process, so the metrics equal a
 single-process evaluation exactly.
 
-`run_eval(cfg, weights, ...)` is the whole `segkd eval` job: checkpoint -> split -> metrics -> report files.
+`run_eval(cfg, weights, ...)` is the whole `segkd eval` job: checkpoint -> split -> metrics -> report files. A
+quantisation-aware (QAT) checkpoint loads fake-quantised, so its metrics are those of the int8 model
+(metrics.json: `fake_quant: true`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from segkd.engine.runs import make_run_dir
 from segkd.errors import ConfigError, DataError
 from segkd.models import build_model, labels_are_argmax, load_weights, read_checkpoint
 from segkd.outputs import guard_outputs
+from segkd.quant import is_qat
 
 
 class Predictor:
@@ -227,6 +230,7 @@ def run_eval(cfg: Config, weights: str | Path, *, split: str = "test", tta_scale
     )
     run_dir = make_run_dir(cfg.project, "eval", cfg.name, cfg.exist_ok)
     info = {"weights": str(weights), "data": str(cfg.data.root), "split": split_name(cfg, split),
-            "images": len(dataset), "tta": {"scales": list(tta_scales), "flip": flip}, "slide": slide}
+            "images": len(dataset), "tta": {"scales": list(tta_scales), "flip": flip}, "slide": slide,
+            "fake_quant": is_qat(model)}  # a QAT checkpoint: the int8 model as ONNX Runtime runs it
     write_eval_report(metrics, run_dir, info)
     return metrics, run_dir

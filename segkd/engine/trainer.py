@@ -57,6 +57,7 @@ from segkd.engine.metrics import SegMetrics
 from segkd.engine.optim import ParamGroupSpec, build_optimizer, model_param_groups, trainable_parameters
 from segkd.engine.plan import RunPlan
 from segkd.engine.progress import EpochProgress, epoch_line
+from segkd.engine.qat import attach_qat
 from segkd.engine.run_writer import RunWriter
 from segkd.engine.schedulers import LRSchedule, Scheduler
 from segkd.engine.time_budget import TimeBudget, WallClock, finished
@@ -97,6 +98,8 @@ class Trainer:
             TimeBudget(self.cfg.train.time).attach(self)
         self.stop = StopRequest(lambda: self.log("[yellow]interrupt:[/] saving last.pt at the end of this step "
                                                  "(Ctrl-C again to quit at once)"))
+        if self.cfg.quant.qat:
+            attach_qat(self)  # quantisation-aware from quant.start_epoch (segkd.engine.qat)
 
     # -- events ---------------------------------------------------------------------------------------
     def add_callback(self, event: str, fn: Callable[["Trainer"], None]) -> None:

@@ -3,7 +3,9 @@
 A segkd checkpoint is a dict saved with `torch.save`:
     {"format": "segkd", "version": str, "arch": str, "model": state_dict, "config": resolved config dict,
      "classes": [names], "palette": [[r, g, b]], ...training state in last.pt}
-It rebuilds itself: `load_checkpoint(path)` needs nothing else. Files are always read with
+It rebuilds itself: `load_checkpoint(path)` needs nothing else. A quantisation-aware (QAT) checkpoint adds
+`"quant": QATSpec dict` (BatchNorms folded, convs fake-quantised, the fp32 logits conv): loading applies that
+surgery to the freshly built model before its weights load, so it comes back fake-quantised. Files are always read with
 `torch.load(..., weights_only=True)`, or as safetensors when the name ends in `.safetensors` (what the Hugging
 Face Hub serves for timm and transformers models), or as PaddlePaddle's numpy pickle when it ends in `.pdparams`
 (`segkd.models.pdparams`: numpy arrays only, any other global refused).
@@ -28,6 +30,7 @@ from segkd import __version__
 from segkd.errors import WeightsError, first_line
 from segkd.models.pdparams import read_pdparams
 from segkd.models.registry import create_model
+from segkd.quant import QATSpec, apply_qat, is_qat
 
 FORMAT = "segkd"
 
@@ -71,6 +74,7 @@ def is_segkd_checkpoint(obj: Any) -> bool:
 
 def checkpoint_payload(model: nn.Module, config: dict, **extra: Any) -> dict:
     """The dict a segkd checkpoint holds; `extra` adds training state (optimizer, epoch, ...)."""
+    quant = {"quant": model.qat_spec.to_dict()} if is_qat(model) else {}
     return {
         "format": FORMAT,
         "version": __version__,
@@ -79,6 +83,7 @@ def checkpoint_payload(model: nn.Module, config: dict, **extra: Any) -> dict:
         "config": config,
         "classes": list(config["data"]["classes"]),
         "palette": config["data"]["palette"],
+        **quant,
         **extra,
     }
 
@@ -106,6 +111,7 @@ def load_checkpoint(path: str | Path) -> nn.Module:
     """Rebuild the model from a segkd checkpoint alone and load its weights (eval mode)."""
     ckpt = read_checkpoint(path)
     model = build_model(ckpt["config"]["model"])
+    _apply_quant(model, ckpt)
     load_state_strict(model, upgrade_keys(model, ckpt["model"]), path)
     return model.eval()
 
@@ -117,6 +123,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         arch = getattr(model, "arch", None)
         if arch is not None and obj["arch"] != arch:
             raise WeightsError(f"{path}: checkpoint of model '{obj['arch']}', not '{arch}'")
+        _apply_quant(model, obj)
         state = upgrade_keys(model, obj["model"])
     else:
         state = unwrap_state_dict(obj, path)
@@ -125,6 +132,12 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
             state = filter_fn(state, model)
     load_state_strict(model, state, path)
     return model
+
+
+def _apply_quant(model: nn.Module, ckpt: dict) -> None:
+    """Make `model` fake-quantised as a QAT checkpoint's `quant` metadata says (before its weights load)."""
+    if ckpt.get("quant") and not is_qat(model):
+        apply_qat(model, QATSpec.from_dict(ckpt["quant"]))
 
 
 def upgrade_keys(model: nn.Module, state: dict) -> dict:

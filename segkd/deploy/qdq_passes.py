@@ -1,0 +1,118 @@
+"""Rewrites of a QDQ graph traced from a fake-quantised model, so that ONNX Runtime runs it as int8 kernels.
+
+The exporter writes each fake-quantised weight as `QuantizeLinear(fp32 weight) -> DequantizeLinear -> Conv`
+and leaves the conv's bias fp32. ONNX Runtime fuses `DQ(x) -> Conv(DQ(w), DQ(b)) -> Q` into QLinearConv only
+when every input comes from a DequantizeLinear, the bias as int32 (scale = input scale × weight scale, zero
+point 0), which is the layout `onnxruntime.quantization` writes:
+
+- `fold_weight_quantize`: a QuantizeLinear of a constant becomes its int8 initializer (the weight is stored
+  in int8: the file is ~4× smaller), rounding half to even as QuantizeLinear does.
+- `quantize_conv_bias`: a Conv whose input and weight come from DequantizeLinear gets its fp32 bias as
+  `DequantizeLinear(int32)`. Rounding moves each bias by at most half of input scale × weight scale, far
+  below one step of the conv's uint8 output. A bias that int32 cannot hold at that scale (a channel whose
+  weights are all ~0 has a weight scale near 0) is left fp32, and so is the weight (its dequantized values):
+  that conv runs in fp32 on its dequantized input, as the fake-quantised model computes it, but not in int8.
+Constants are followed through the exporter's `Identity` (shared initializers) and `Cast` (zero points) nodes;
+`drop_dead_nodes` then removes what no longer feeds the outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from segkd.deploy.graph_passes import constant_values, node_attribute
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Initializers and Constant outputs, plus what Identity and Cast nodes make of them."""
+    values = constant_values(graph)
+    for node in graph.node:  # topological order: a chain resolves in one pass
+        if node.input and node.input[0] in values and node.op_type in ("Identity", "Cast"):
+            value = values[node.input[0]]
+            if node.op_type == "Cast":
+                value = value.astype(onnx.helper.tensor_dtype_to_np_dtype(node_attribute(node, "to")))
+            values[node.output[0]] = value
+    return values
+
+
+def drop_dead_nodes(model: onnx.ModelProto) -> None:
+    """Remove nodes whose outputs nothing reads, and initializers nothing reads."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {name for node in graph.node for name in node.input} | outputs
+        dead = [node for node in graph.node if not any(o in read for o in node.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    read = {name for node in graph.node for name in node.input} | outputs
+    for init in [t for t in graph.initializer if t.name not in read]:
+        graph.initializer.remove(init)
+
+
+def fold_weight_quantize(model: onnx.ModelProto) -> int:
+    """Replace every QuantizeLinear of constants by its integer initializer; returns how many."""
+    graph = model.graph
+    consts = _constants(graph)
+    folded = []
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear" or not all(name in consts for name in node.input):
+            continue
+        w, scale, zp = (consts[name] for name in node.input)
+        shape = [1] * w.ndim
+        if scale.ndim:  # per channel along `axis`
+            shape[node_attribute(node, "axis", 1) % w.ndim] = -1
+        info = np.iinfo(zp.dtype)
+        q = np.rint(w / scale.reshape(shape)) + zp.reshape(shape).astype(np.float64)
+        graph.initializer.append(numpy_helper.from_array(np.clip(q, info.min, info.max).astype(zp.dtype),
+                                                         node.output[0]))
+        folded.append(node)
+    for node in folded:
+        graph.node.remove(node)
+    return len(folded)
+
+
+def quantize_conv_bias(model: onnx.ModelProto) -> int:
+    """Give every Conv fed by DequantizeLinear input and weight an int32 DequantizeLinear bias; returns how many."""
+    graph = model.graph
+    consts = _constants(graph)
+    dq = {node.output[0]: node for node in graph.node if node.op_type == "DequantizeLinear"}
+    added = []
+    for conv in graph.node:
+        if conv.op_type != "Conv" or len(conv.input) < 3 or conv.input[2] not in consts:
+            continue
+        x_dq, w_dq = dq.get(conv.input[0]), dq.get(conv.input[1])
+        if x_dq is None or w_dq is None or conv.input[2] in dq:
+            continue
+        scale = (consts[x_dq.input[1]] * consts[w_dq.input[1]]).astype(np.float32).reshape(-1)  # C_out or 1
+        q = np.rint(consts[conv.input[2]].astype(np.float64) / scale)
+        if np.abs(q).max(initial=0) > np.iinfo(np.int32).max:  # a dead channel (weight scale ~0) with a bias:
+            _dequantize_weight(graph, conv, w_dq, consts)  # int32 cannot hold it: this conv runs fp32
+            continue
+        q = q.astype(np.int32)
+        name = conv.input[2] + "_int32"
+        graph.initializer.extend([numpy_helper.from_array(q, name),
+                                  numpy_helper.from_array(scale, name + "_scale"),
+                                  numpy_helper.from_array(np.zeros_like(q), name + "_zero_point")])
+        added.append(onnx.helper.make_node("DequantizeLinear", [name, name + "_scale", name + "_zero_point"],
+                                           [name + "_dequantized"], name=name + "_DequantizeLinear", axis=0))
+        conv.input[2] = name + "_dequantized"
+    for i, node in enumerate(added):  # constant inputs only: first in topological order
+        graph.node.insert(i, node)
+    return len(added)
+
+
+def _dequantize_weight(graph: onnx.GraphProto, conv: onnx.NodeProto, w_dq: onnx.NodeProto,
+                       consts: dict[str, np.ndarray]) -> None:
+    """Give `conv` its weight as the fp32 values its DequantizeLinear computes (no QDQ pattern left to fuse)."""
+    w, scale, zp = (consts[name] for name in w_dq.input)
+    shape = [1] * w.ndim
+    if scale.ndim:
+        shape[node_attribute(w_dq, "axis", 1) % w.ndim] = -1
+    value = ((w.astype(np.float32) - zp.reshape(shape).astype(np.float32)) * scale.reshape(shape)).astype(np.float32)
+    name = conv.input[1] + "_fp32"
+    graph.initializer.append(numpy_helper.from_array(value, name))
+    conv.input[1] = name
