@@ -40,7 +40,7 @@ from segkd.data.synthetic_scene import (
     smooth_noise,
 )
 from segkd.errors import DataError, SegkdError
-from segkd.outputs import atomic_write
+from segkd.outputs import atomic_write, guard_outputs
 
 CLASSES = ["background", "sunburn", "ulcer", "wind_scarring"]
 PALETTE = voc_palette(len(CLASSES))  # (0,0,0), (128,0,0), (0,128,0), (128,128,0) as FastSegFormer
@@ -93,7 +93,8 @@ def generate_oranges(out: Path | str, n_images: int = 200, size: tuple[int, int]
     """Write the demo dataset (VOC layout) at `out` and return it.
 
     `size` is (H, W) or one side. `out` must be missing, empty, or an earlier output of this generator (its
-    marker file lists what it wrote; those files are replaced, anything else is left alone).
+    marker file lists what it wrote; those files are removed and written anew, anything else is left alone). A
+    file it is about to write that segkd did not write is refused first (`segkd.outputs.guard_outputs`).
     """
     out = Path(out)
     h, w = (size, size) if isinstance(size, int) else size
@@ -101,14 +102,17 @@ def generate_oranges(out: Path | str, n_images: int = 200, size: tuple[int, int]
         raise SegkdError(f"images={n_images}: generate at least 1 image")
     if min(h, w) < 32:
         raise SegkdError(f"size={h}×{w}: each side must be at least 32 pixels")
-    _clear_previous(out)
     images, masks = out / "JPEGImages", out / "SegmentationClass"
+    stems = [f"orange_{i:05d}" for i in range(n_images)]
+    planned = [*(images / f"{s}.jpg" for s in stems), *(masks / f"{s}.png" for s in stems), out / "classes.txt",
+               out / MARKER]
+    guard_outputs(planned, force=True)  # before anything is removed: segkd's own files replaced, others refused
+    _clear_previous(out)
     images.mkdir(parents=True, exist_ok=True)
     masks.mkdir(exist_ok=True)
     files = []
-    for i in range(n_images):
+    for i, stem in enumerate(stems):
         image, mask = render_oranges(np.random.default_rng([seed, i]), h, w)
-        stem = f"orange_{i:05d}"
         ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         with atomic_write(images / f"{stem}.jpg", durable=False) as f:
             f.write(jpg.tobytes())

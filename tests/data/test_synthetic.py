@@ -8,6 +8,7 @@ from PIL import Image
 
 from segkd.data import open_dataset, read_class_file, read_mask
 from segkd.data.synthetic import CLASSES, MARKER, PALETTE, generate_oranges, render_oranges
+from segkd.outputs import OutputError
 from segkd.errors import DataError, SegkdError
 
 
@@ -76,3 +77,13 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict, message: str):
     with pytest.raises(SegkdError, match=message):
         generate_oranges(tmp_path / "x", **kwargs)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_foreign_file_where_the_generator_writes_is_refused_before_anything_is_removed(tmp_path: Path):
+    out = generate_oranges(tmp_path / "o", n_images=3, size=32)
+    foreign = out / "JPEGImages" / "orange_00004.jpg"
+    foreign.write_bytes(b"the user's own photo")  # segkd never wrote this name: not in the folder's manifest
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(OutputError, match=r"orange_00004\.jpg: exists and was not written by segkd"):
+        generate_oranges(out, n_images=5, size=32, seed=1)
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
