@@ -27,7 +27,8 @@ from segkd.config import Config, config_from_dict
 from segkd.config.overrides import apply_overrides
 from segkd.errors import ConfigError, WeightsError
 from segkd.models import read_checkpoint
-from segkd.outputs import atomic_write
+from segkd.engine.time_budget import finished
+from segkd.outputs import atomic_write, remove_stale_temps
 
 #: keys that may differ between a run and its resumption
 RESUME_OVERRIDES = ("data.root", "data.workers", "train.device", "train.devices", "train.tensorboard",
@@ -121,6 +122,19 @@ def read_resume_checkpoint(path: str | Path) -> dict:
     missing = [k for k in TRAIN_STATE_KEYS if k not in ckpt]
     if missing:
         raise WeightsError(f"{path}: no training state ('{missing[0]}' missing): resume from a run's weights/last.pt")
+    return ckpt
+
+
+def read_unfinished_run(path: str | Path, epochs: int, hours: float | None) -> dict:
+    """`read_resume_checkpoint`, refusing a run that already ran its `epochs` (or its train.time of `hours`); the
+    refusal first removes the run's stale temporary files and rebuilds a missing best.pt, so the run is whole."""
+    ckpt = read_resume_checkpoint(path)
+    if ckpt["epoch"] >= epochs or finished(ckpt.get("train_seconds", 0.0), hours):
+        weights = Path(path).parent
+        remove_stale_temps(weights)
+        rebuilt = " (best.pt rebuilt from it: the run stopped before writing it)" if repair_best(weights) else ""
+        used = f"train.time={hours:g} h" if hours is not None else f"{epochs} epochs"
+        raise ConfigError(f"{path}: the run already finished its {used}; nothing to resume{rebuilt}")
     return ckpt
 
 

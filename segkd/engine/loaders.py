@@ -22,9 +22,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from segkd.config import Config, DataConfig
+from segkd.data.augment import build_train_transform
 from segkd.data.dataset import SegDataset, open_dataset
 from segkd.data.io import read_class_file
 from segkd.data.palette import default_palette
+from segkd.data.scan import scan_splits
+from segkd.data.transforms import Preprocess
+from segkd.engine.device import world
 from segkd.errors import ConfigError, SegkdError
 
 # (image H×W×3 uint8, mask H×W uint8, rng) -> (image, mask) at the train input size
@@ -151,3 +155,32 @@ def ignore_sigint(worker_id: int) -> None:
     """In DataLoader workers: a terminal's Ctrl-C reaches the whole process group, and the main process alone
     handles it (saves at the step boundary); a worker that died of it would turn that into a crash."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def open_run_splits(cfg: Config, log: Callable[[str], None]) -> tuple[SegDataset, SegDataset]:
+    """The train and val samples of a run, both scanned before any step (all problems listed at once).
+
+    Sets, in place, `cfg.data.root` to its absolute path (checkpoints keep where the data was) and
+    `cfg.data.classes`/`palette` from the data set unless the config names them.
+    """
+    k = cfg.model.num_classes
+    splits = {"train": open_split(cfg.data, cfg.data.train_split, k), "val": open_split(cfg.data, cfg.data.val_split, k)}
+    cfg.data.root = str(Path(cfg.data.root).resolve())
+    train_set, val_set = scan_splits(splits, skip_bad=cfg.data.skip_bad, log=log).values()
+    cfg.data.classes, cfg.data.palette = resolve_classes(cfg.data, train_set, k)
+    return train_set, val_set
+
+
+def build_run_loader(cfg: Config, train_set: SegDataset, input_size: tuple[int, int], batch_size: int,
+                     device: torch.device) -> DataLoader:
+    """This rank's augmented, normalised train loader at `input_size`; an empty split is a ConfigError."""
+    rank, world_size = world()
+    samples = AugmentedSamples(
+        train_set, build_train_transform(cfg.augment, cfg.data, input_size),
+        Preprocess.from_config(cfg.data, size=input_size).normalize, cfg.train.seed,
+    )
+    loader = build_train_loader(samples, batch_size=batch_size, workers=cfg.data.workers, seed=cfg.train.seed,
+                                pin_memory=device.type == "cuda", rank=rank, world_size=world_size)
+    if len(loader) == 0:
+        raise ConfigError(f"{cfg.data.root}: split '{cfg.data.train_split}' has no images to train on")
+    return loader

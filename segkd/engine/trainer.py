@@ -38,12 +38,8 @@ from rich.console import Console
 from torch import Tensor, nn
 
 from segkd.config import Config, config_to_dict, size_hw
-from segkd.data.augment import build_train_transform
-from segkd.data.transforms import Preprocess
 from segkd.engine.callbacks import add_callback, new_callbacks, run_callbacks
-from segkd.data.scan import scan_splits
-from segkd.engine.checkpointing import (read_resume_checkpoint, repair_best, seed_everything, set_rng_state,
-                                       training_state)
+from segkd.engine.checkpointing import read_unfinished_run, seed_everything, set_rng_state, training_state
 from segkd.engine.device import Precision, is_main_process, world
 from segkd.engine.distributed import (any_rank, convert_sync_bn, init_distributed, reduce_mean,
                                      silence_echoed_failures, sync_replicas, wrap_ddp)
@@ -52,7 +48,7 @@ from segkd.engine.divergence import DivergenceGuard, first_nonfinite
 from segkd.engine.ema import ModelEMA
 from segkd.engine.evaluator import evaluate_model
 from segkd.engine.interrupt import StopRequest
-from segkd.engine.loaders import AugmentedSamples, build_train_loader, open_split, resolve_classes, worker_errors
+from segkd.engine.loaders import build_run_loader, open_run_splits, worker_errors
 from segkd.engine.metrics import SegMetrics
 from segkd.engine.optim import ParamGroupSpec, build_optimizer, model_param_groups, trainable_parameters
 from segkd.engine.plan import RunPlan
@@ -60,11 +56,10 @@ from segkd.engine.progress import EpochProgress, epoch_line
 from segkd.engine.qat import attach_qat
 from segkd.engine.run_writer import RunWriter
 from segkd.engine.schedulers import LRSchedule, Scheduler
-from segkd.engine.time_budget import TimeBudget, WallClock, finished
-from segkd.errors import ConfigError, Interrupted, JobFailed
+from segkd.engine.time_budget import TimeBudget, WallClock
+from segkd.errors import Interrupted, JobFailed
 from segkd.losses import build_loss
 from segkd.models import build_model, checkpoint_payload, load_weights
-from segkd.outputs import remove_stale_temps
 
 
 class Trainer:
@@ -126,27 +121,14 @@ class Trainer:
     def setup(self) -> None:
         """Data, model, losses, optimizer, schedule, EMA, resume state, run folder."""
         cfg, tcfg = self.cfg, self.cfg.train
-        resume = read_resume_checkpoint(cfg.resume) if cfg.resume else None
-        if resume is not None and (resume["epoch"] >= tcfg.epochs
-                                   or finished(resume.get("train_seconds", 0.0), tcfg.time)):
-            weights = Path(cfg.resume).parent
-            remove_stale_temps(weights)
-            rebuilt = " (best.pt rebuilt from it: the run stopped before writing it)" if repair_best(weights) else ""
-            used = f"train.time={tcfg.time:g} h" if tcfg.time is not None else f"{tcfg.epochs} epochs"
-            raise ConfigError(f"{cfg.resume}: the run already finished its {used}; nothing to resume{rebuilt}")
+        resume = read_unfinished_run(cfg.resume, tcfg.epochs, tcfg.time) if cfg.resume else None
         if resume is None and self.main:
             self.writer.guard()  # before any work: the data scan's cache is the first write
         self.device = init_distributed(tcfg.device)  # this rank's device; the process group under torchrun
         self.precision = Precision.for_device(self.device, tcfg.amp)
         seed_everything(tcfg.seed)
 
-        k = cfg.model.num_classes
-        splits = {"train": open_split(cfg.data, cfg.data.train_split, k),
-                  "val": open_split(cfg.data, cfg.data.val_split, k)}  # scanned before any step, all problems at once
-        cfg.data.root = str(Path(cfg.data.root).resolve())  # checkpoints keep where the data was, from anywhere
-        self.train_set, self.val_set = scan_splits(
-            splits, skip_bad=cfg.data.skip_bad, log=lambda msg: self.log(f"[yellow]warning:[/] {msg}")).values()
-        cfg.data.classes, cfg.data.palette = resolve_classes(cfg.data, self.train_set, k)
+        self.train_set, self.val_set = open_run_splits(cfg, lambda msg: self.log(f"[yellow]warning:[/] {msg}"))
 
         self.model = build_model(config_to_dict(cfg)["model"], init_backbone=resume is None)
         if cfg.model.weights and resume is None:
@@ -165,17 +147,7 @@ class Trainer:
 
         self.batch_size = self._kd_or_train("batch_size")
         self.input_size = tuple(self.distiller.train_input_size) if self.distilling else size_hw(cfg.data.input_size)
-        rank, world_size = world()
-        samples = AugmentedSamples(
-            self.train_set, build_train_transform(cfg.augment, cfg.data, self.input_size),
-            Preprocess.from_config(cfg.data, size=self.input_size).normalize, tcfg.seed,
-        )
-        self.train_loader = build_train_loader(
-            samples, batch_size=self.batch_size, workers=cfg.data.workers, seed=tcfg.seed,
-            pin_memory=self.device.type == "cuda", rank=rank, world_size=world_size,
-        )
-        if len(self.train_loader) == 0:
-            raise ConfigError(f"{cfg.data.root}: split '{cfg.data.train_split}' has no images to train on")
+        self.train_loader = build_run_loader(cfg, self.train_set, self.input_size, self.batch_size, self.device)
 
         groups = model_param_groups(self.model, tcfg.backbone_lr_mult, tcfg.head_lr_mult)
         if self.distiller is not None:
