@@ -18,6 +18,8 @@ FORBIDDEN = {
     "config": {"engine", "commands", "deploy", "cli", "models", "losses", "data"},
     "engine": {"commands", "cli"},
     "deploy": {"commands", "cli"},
+    "demo": {"commands", "cli"},
+    "report": {"commands", "cli"},
     "commands": {"cli"},
 }
 
