@@ -28,7 +28,7 @@ def main(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (plan, steps, table) instead of "
                                  "the table."),
 ) -> None:
-    """Run the segkd story offline and write a report: data → teacher → student → distill → eval → export → bench.
+    """Run the whole segkd story offline (data, teacher, student, distill, eval, export, bench) with a report.
 
     Generates synthetic navel-orange defect data (sunburn, ulcer, wind scarring) with a 6:2:2 split, trains a
     SegFormer-B1 teacher at 160 px, the FastSegFormer-P student alone at 128 px, distills the student (P&KL + NFD,
@@ -39,7 +39,7 @@ def main(
     Resumable: OUT/demo-state.json records the finished steps; running again with the same --out continues at
     the first unfinished step. --force starts over.
 
-    Example: [bold]segkd demo --out runs/demo[/]   (about 10 minutes on 2 CPU cores; --quick about 1)
+    Example: [bold]segkd demo --out runs/demo[/]   (sized for about 10 minutes on 2 CPU cores)
     """
     if images is not None and images < 5:
         raise ConfigError(f"--images {images}: at least 5 (the 6:2:2 split needs an image in each part)")

@@ -63,8 +63,8 @@ def main(
     """
     loaded = deploy.loading.load_model(weights, preset, overrides or None)  # torch from here
     target = out_path or Path(weights).with_suffix(".onnx")
-    guard_outputs(deploy.artifacts.export_outputs(target, fp16, int8), [weights, calib, preset if preset and Path(preset).is_file()
-                                                       else None], force=force)
+    preset_file = preset if preset and Path(preset).is_file() else None
+    guard_outputs(deploy.artifacts.export_outputs(target, fp16, int8), [weights, calib, preset_file], force=force)
     device_name = str(deploy.predictor.pick_device(device))
     request = deploy.artifacts.ExportRequest(target, parse_size(imgsz), dynamic, fp16, int8, calib, simplify, opset,
                                              argmax, device_name, int8_ops=int8_ops)

@@ -22,7 +22,8 @@ FIGURES = {  # file under OUT/report/ -> caption
 }
 STYLE = """body{font:15px/1.45 system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:4px 7px;text-align:right}
-th{background:#f3f3f3}td:first-child,td:nth-child(2){text-align:left}figure{margin:1.4em 0}
+th{background:#f3f3f3}td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}
+figure{margin:1.4em 0}
 img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:13px}
 code,pre{background:#f6f6f6;font-size:12.5px}pre{padding:.6em;overflow-x:auto;white-space:pre-wrap}
 .swatch{display:inline-block;width:.9em;height:.9em;margin:0 .3em 0 1em;vertical-align:middle;border:1px solid #999}"""
@@ -68,11 +69,15 @@ def _summary(gain: float, results: dict[str, dict], plan: DemoPlan) -> list[str]
     return [
         f"Data: {data['images']} synthetic navel-orange images {data['size']}×{data['size']} ({splits}); classes "
         f"{', '.join(CLASSES)}.",
-        f"Teacher SegFormer-B1 at {th}×{tw}, {plan.teacher_epochs} epochs; student FastSegFormer-P at {sh}×{sw}, "
-        f"{plan.student_epochs} epochs alone and {plan.student_epochs} distilled (KD terms: "
+        f"Teacher SegFormer-B1 at {th}×{tw}, {_epochs(plan.teacher_epochs)}; student FastSegFormer-P at {sh}×{sw}, "
+        f"{_epochs(plan.student_epochs)} alone and {_epochs(plan.student_epochs)} distilled (KD terms: "
         f"{', '.join(distill['terms'])}; the teacher sees the larger image).",
         f"The distilled student {verdict} the student alone: {gain:+.2f} test mIoU points.",
     ]
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
 
 
 def _markdown(rows, gain, results, plan, paths: DemoPaths) -> str:

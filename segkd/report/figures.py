@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from segkd.deploy.visualize import blend_arrays, colour_mask
@@ -46,6 +47,7 @@ def training_curves(runs: dict[str, str | Path]) -> bytes:
     loss_ax.set(xlabel="epoch", ylabel="train loss", title="training loss")
     miou_ax.set(xlabel="epoch", ylabel="val mIoU (%)", title="validation mIoU")
     for ax in (loss_ax, miou_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

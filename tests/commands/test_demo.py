@@ -1,12 +1,14 @@
 """`segkd demo --quick`: every artefact, a finite table, a self-contained report, resume, --force, the guard."""
 
 import base64
+import io
 import json
 import math
 import re
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from segkd.cli import app
@@ -157,3 +159,18 @@ def test_readme_story_is_what_the_demo_prints():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     block = readme.split("The same steps on the command line:\n\n```bash\n", 1)[1].split("```", 1)[0]
     assert block.splitlines() == list(commands(make_plan(), DemoPaths(Path("runs/demo"))).values())
+
+
+def test_live_display_shows_step_and_epochs(tmp_path, monkeypatch):
+    def training(ctx):
+        for epoch in (1, 2, 3):
+            ctx.on_epoch(epoch, 3)
+        return {}
+
+    _fake_steps(monkeypatch, [])
+    demo_runner.STEPS[1] = ("teacher", training)
+    buffer = io.StringIO()
+    demo_runner.run_demo(tmp_path, quick=True, console=Console(file=buffer, force_terminal=True, width=160),
+                         live=True)
+    text = buffer.getvalue()
+    assert "[2/9] teacher" in text and "3/3" in text and "epoch" in text and "ETA" in text
