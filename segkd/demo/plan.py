@@ -88,6 +88,9 @@ class DemoPlan:
     bench_iters: int = 30  # timed calls per bench row (at least), after 5 warm-up calls
     bench_seconds: float = 1.0  # ... and at least this long
     int8_ops: str = "auto"  # export --int8-ops
+    threads: int | None = None  # PyTorch threads of every step (None: PyTorch's default); at 64 px one is faster
+    bench_threads: int = 2  # bench --threads (PyTorch and ONNX Runtime)
+    workers: int | None = None  # data.workers of the runs (None: the preset's)
     seed: int = 0
     quick: bool = False
 
@@ -96,7 +99,8 @@ class DemoPlan:
 
 
 QUICK = dict(images=10, image_size=64, student_size=64, teacher_size=96, teacher_epochs=1, student_epochs=1,
-             grid_images=2, bench_iters=3, bench_seconds=0.0, int8_ops="conv", quick=True)
+             grid_images=2, bench_iters=3, bench_seconds=0.0, int8_ops="conv", threads=1, bench_threads=1,
+             workers=0, quick=True)
 
 
 def make_plan(quick: bool = False, images: int | None = None, seed: int = 0) -> DemoPlan:
@@ -156,9 +160,9 @@ def commands(plan: DemoPlan, paths: DemoPaths) -> dict[str, str]:
                    f" teacher.weights={paths.best('teacher')}",
         "eval": f"for w in {models}; do segkd eval --weights $w --split test project={runs}; done",
         "export": f"segkd export --weights {kd} --int8 --int8-ops {plan.int8_ops} --calib {data}",
-        "bench": f"segkd bench --weights {bench} --threads 2 --iters {plan.bench_iters}"
-                 f" --min-time {plan.bench_seconds:g} --name demo && segkd bench --weights {kd} --backend torch"
-                 f" ... && segkd bench --weights {exported} ...",
+        "bench": " && ".join(f"segkd bench --weights {w}{b} --threads {plan.bench_threads} --iters {plan.bench_iters}"
+                             f" --min-time {plan.bench_seconds:g} --name demo" for w, b in
+                             ((bench, ""), (kd, " --backend torch"), (exported, " --backend onnxruntime"))),
         "predict": f"for m in {' '.join(MODELS)}; do segkd predict --weights {runs}/*/$m/weights/best.pt"
                    f" <{plan.grid_images} test images> --out {paths.out}/overlays/$m; done",
         "report": f"segkd demo --out {paths.out}  # the report: {paths.out}/report.html and report.md",

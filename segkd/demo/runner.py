@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from segkd.deploy.backends import torch_threads
 from segkd.demo.plan import DemoPaths, commands, make_plan
 from segkd.demo.state import DemoState
 from segkd.demo.steps import STEPS, DemoContext
@@ -33,7 +34,7 @@ def run_demo(out: str | Path, quick: bool = False, images: int | None = None, se
     state = DemoState.open(paths.state, plan.key(), force)
     console = console or Console(stderr=True, quiet=True)
     lines = commands(plan, paths)
-    with _display(console, live) as bar:
+    with torch_threads(plan.threads), _display(console, live) as bar:
         for index, (name, step) in enumerate(STEPS, 1):
             title = f"[{index}/{len(STEPS)}] {name}"
             if state.done(name):

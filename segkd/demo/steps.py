@@ -53,6 +53,8 @@ def _train_config(ctx: DemoContext, role: str, name: str, extra: dict | None = N
     """The config `segkd train/distill --preset OUT/<preset> --data OUT/oranges project=OUT/runs name=NAME` runs."""
     overrides = {"data.root": str(ctx.paths.data), "project": str(ctx.paths.runs), "name": name,
                  "exist_ok": True, "train.seed": ctx.plan.seed} | (extra or {})
+    if ctx.plan.workers is not None:
+        overrides["data.workers"] = ctx.plan.workers
     cfg = load_config(str(ctx.paths.preset(role)), overrides)
     for note in engine.loaders.adopt_dataset_classes(cfg, set(overrides)):
         ctx.log(f"note: {note}")
@@ -117,8 +119,8 @@ def step_export(ctx: DemoContext) -> dict:
 
 
 def step_bench(ctx: DemoContext) -> dict:
-    """`segkd bench`, 2 threads, batch 1: teacher and student eager and in ONNX Runtime; the distilled student
-    eager and as the exported (verified) fp32 and int8 ONNX files."""
+    """`segkd bench`, 2 threads (the plan's), batch 1: teacher and student eager and in ONNX Runtime; the
+    distilled student eager and as the exported (verified) fp32 and int8 ONNX files."""
     weights = {m: ctx.results[_step_of(m)]["best"] for m in MODELS}
     exported = [a["path"] for a in ctx.results["export"]["artifacts"] if a["ok"]]
     run_dir = make_run_dir(ctx.paths.runs, "bench", "demo", exist_ok=True)
@@ -132,8 +134,8 @@ def step_bench(ctx: DemoContext) -> dict:
         targets = deploy.bench.load_targets([], files_)
         for target, path in zip(targets, files_):
             target.name = next(m for m, w in weights.items() if Path(w).parent == Path(path).parent)
-        opts = deploy.bench.BenchOptions(backends, None, 1, "fp32", False, torch.device("cpu"), 2, protocol, None,
-                                         run_dir)
+        opts = deploy.bench.BenchOptions(backends, None, 1, "fp32", False, torch.device("cpu"),
+                                         ctx.plan.bench_threads, protocol, None, run_dir)
         rows += deploy.bench.bench(targets, opts, log=ctx.log)
     report.write_csv(files[0], rows)
     report.write_json(files[1], report.bench_document(opts, rows))
