@@ -32,8 +32,9 @@ for name, step in doc["steps"].items():
     else:
         result = ""
     print(f"{name:<8} {step['seconds']:>8.1f}  {result}")
+fps = lambda v: "      -" if v is None else f"{v:7.1f}"
 for row in doc["table"]:
-    print(f"{row['model']:<34} test mIoU {row['miou']:6.2f} %  eager {row.get('eager_fps') or 0:7.1f} FPS  "
-          f"ONNX {row.get('onnx_fps') or 0:7.1f} FPS  int8 {row.get('int8_fps') or 0:7.1f} FPS")
+    print(f"{row['model']:<34} test mIoU {row['miou']:6.2f} %  FPS: eager {fps(row.get('eager_fps'))}  "
+          f"ONNX fp32 {fps(row.get('onnx_fps'))}  ONNX int8 {fps(row.get('int8_fps'))}")
 print(f"distilled vs alone: {doc['kd_gain']:+.2f} test mIoU points")
 PY
