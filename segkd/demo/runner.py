@@ -30,7 +30,7 @@ def run_demo(out: str | Path, quick: bool = False, images: int | None = None, se
     plan = make_plan(quick, images, seed)
     paths = DemoPaths(Path(out))
     make_dirs(paths.out)
-    guard_outputs([*paths.top_level(), *report_outputs(paths)], force=True)  # before any work: no foreign file
+    guard_outputs([*paths.top_level(), *report_outputs(paths.out)], force=True)  # before any work: no foreign file
     state = DemoState.open(paths.state, plan.key(), force)
     console = console or Console(stderr=True, quiet=True)
     lines = commands(plan, paths)

@@ -16,7 +16,7 @@ from segkd import deploy, engine
 from segkd.config import load_config
 from segkd.data.dataset import open_dataset
 from segkd.data.synthetic import CLASSES, generate_oranges
-from segkd.demo.plan import MODELS, DemoPaths, DemoPlan, recipe_text
+from segkd.demo.plan import MODELS, DemoPaths, DemoPlan, commands, recipe_text
 from segkd.engine.runs import make_run_dir
 from segkd.outputs import atomic_write, guard_outputs
 from segkd.report.document import write_report
@@ -160,7 +160,8 @@ def step_predict(ctx: DemoContext) -> dict:
 
 def step_report(ctx: DemoContext) -> dict:
     """OUT/report.html (self-contained) and OUT/report.md with its PNGs under OUT/report/."""
-    return write_report(ctx.paths, ctx.results, ctx.plan)
+    lines = list(commands(ctx.plan, ctx.paths).values())
+    return write_report(ctx.paths.out, ctx.results, ctx.plan.key(), lines)
 
 
 def _step_of(model: str) -> str:

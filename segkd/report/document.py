@@ -8,7 +8,6 @@ import html
 from pathlib import Path
 
 from segkd.data.synthetic import CLASSES, PALETTE
-from segkd.demo.plan import MODELS, DemoPaths, DemoPlan, commands
 from segkd.outputs import atomic_write, guard_outputs
 from segkd.report import figures
 from segkd.report.table import COLUMNS, LABELS, cell, kd_gain, markdown_table, table_rows
@@ -29,39 +28,42 @@ code,pre{background:#f6f6f6;font-size:12.5px}pre{padding:.6em;overflow-x:auto;wh
 .swatch{display:inline-block;width:.9em;height:.9em;margin:0 .3em 0 1em;vertical-align:middle;border:1px solid #999}"""
 
 
-def report_outputs(paths: DemoPaths) -> list[Path]:
-    return [paths.out / "report.html", paths.out / "report.md", *(paths.out / "report" / n for n in FIGURES)]
+def report_outputs(out: Path) -> list[Path]:
+    return [out / "report.html", out / "report.md", *(out / "report" / n for n in FIGURES)]
 
 
-def write_report(paths: DemoPaths, results: dict[str, dict], plan: DemoPlan) -> dict:
-    """Draw the figures, write both documents; returns the table rows, the KD gain and the files."""
-    guard_outputs(report_outputs(paths), force=True)
+def write_report(out: Path, results: dict[str, dict], plan: dict, lines: list[str]) -> dict:
+    """Draw the figures, write both documents into `out`; returns the table rows, the KD gain and the files.
+
+    `results`: the demo's step results; `plan`: its epochs (`teacher_epochs`, `student_epochs`); `lines`: the
+    equivalent commands, shown at the end."""
+    guard_outputs(report_outputs(out), force=True)
     rows = table_rows(results)
     pngs = _figures(results, rows)
     for name, data in pngs.items():
-        with atomic_write(paths.out / "report" / name) as f:
+        with atomic_write(out / "report" / name) as f:
             f.write(data)
     gain = kd_gain(rows)
-    text = {"md": _markdown(rows, gain, results, plan, paths), "html": _html(rows, gain, results, plan, paths, pngs)}
+    text = {"md": _markdown(rows, gain, results, plan, lines), "html": _html(rows, gain, results, plan, lines, pngs)}
     for kind, body in text.items():
-        with atomic_write(paths.out / f"report.{kind}", "w", encoding="utf-8") as f:
+        with atomic_write(out / f"report.{kind}", "w", encoding="utf-8") as f:
             f.write(body)
-    return {"table": rows, "kd_gain": gain, "html": str(paths.out / "report.html"),
-            "md": str(paths.out / "report.md"), "figures": [str(paths.out / "report" / n) for n in pngs]}
+    return {"table": rows, "kd_gain": gain, "html": str(out / "report.html"), "md": str(out / "report.md"),
+            "figures": [str(out / "report" / n) for n in pngs]}
 
 
 def _figures(results: dict[str, dict], rows: list[dict]) -> dict[str, bytes]:
     predict = results["predict"]
     order = ["student", "student-kd", "teacher"]
     predictions = {LABELS[m].split(" · ")[0]: predict["labels"][m] for m in order}
-    runs = {LABELS[m].split(" · ")[0]: results["distill" if m == "student-kd" else m]["results"] for m in MODELS}
+    runs = {LABELS[m].split(" · ")[0]: results["distill" if m == "student-kd" else m]["results"] for m in LABELS}
     confusion = Path(results["eval"]["student-kd"]["run_dir"]) / "confusion_matrix_normalized.png"
     return {"overlays.png": figures.overlay_grid(predict["images"], predict["masks"], predictions, PALETTE),
             "curves.png": figures.training_curves(runs), "confusion.png": confusion.read_bytes(),
             "fps_vs_miou.png": figures.fps_vs_miou(rows)}
 
 
-def _summary(gain: float, results: dict[str, dict], plan: DemoPlan) -> list[str]:
+def _summary(gain: float, results: dict[str, dict], plan: dict) -> list[str]:
     data, distill = results["data"], results["distill"]
     splits = " / ".join(f"{n} {s}" for s, n in data["splits"].items())
     (th, tw), (sh, sw) = distill["teacher_size"], distill["student_size"]
@@ -69,8 +71,8 @@ def _summary(gain: float, results: dict[str, dict], plan: DemoPlan) -> list[str]
     return [
         f"Data: {data['images']} synthetic navel-orange images {data['size']}×{data['size']} ({splits}); classes "
         f"{', '.join(CLASSES)}.",
-        f"Teacher SegFormer-B1 at {th}×{tw}, {_epochs(plan.teacher_epochs)}; student FastSegFormer-P at {sh}×{sw}, "
-        f"{_epochs(plan.student_epochs)} alone and {_epochs(plan.student_epochs)} distilled (KD terms: "
+        f"Teacher SegFormer-B1 at {th}×{tw}, {_epochs(plan['teacher_epochs'])}; student FastSegFormer-P at {sh}×{sw}, "
+        f"{_epochs(plan['student_epochs'])} alone and {_epochs(plan['student_epochs'])} distilled (KD terms: "
         f"{', '.join(distill['terms'])}; the teacher sees the larger image).",
         f"The distilled student {verdict} the student alone: {gain:+.2f} test mIoU points.",
     ]
@@ -80,16 +82,16 @@ def _epochs(n: int) -> str:
     return f"{n} epoch{'' if n == 1 else 's'}"
 
 
-def _markdown(rows, gain, results, plan, paths: DemoPaths) -> str:
+def _markdown(rows, gain, results, plan, lines: list[str]) -> str:
     lines = ["# segkd demo report", "", *_summary(gain, results, plan), "", markdown_table(rows), ""]
     for name, caption in FIGURES.items():
         lines += [f"![{caption}](report/{name})", "", f"*{caption}*", ""]
     lines += ["## The same steps on the command line", "", "```bash",
-              *commands(plan, paths).values(), "```", ""]
+              *lines, "```", ""]
     return "\n".join(lines)
 
 
-def _html(rows, gain, results, plan, paths: DemoPaths, pngs: dict[str, bytes]) -> str:
+def _html(rows, gain, results, plan, lines: list[str], pngs: dict[str, bytes]) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for _, h, _ in COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{esc(cell(r, k, f))}</td>" for k, _, f in COLUMNS) + "</tr>" for r in rows)
@@ -98,11 +100,11 @@ def _html(rows, gain, results, plan, paths: DemoPaths, pngs: dict[str, bytes]) -
     figs = "".join(f'<figure><img alt="{esc(name)}" src="data:image/png;base64,'
                    f'{base64.b64encode(data).decode("ascii")}"><figcaption>{esc(FIGURES[name])}</figcaption></figure>'
                    for name, data in pngs.items())
-    lines = "\n".join(esc(c) for c in commands(plan, paths).values())
+    shell = "\n".join(esc(c) for c in lines)
     protocol = "<br>".join(esc(h) for h in results["bench"]["header"])
     summary = "".join(f"<p>{esc(s)}</p>" for s in _summary(gain, results, plan))
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>segkd demo report</title>"
             f"<style>{STYLE}</style></head><body><h1>segkd demo report</h1>{summary}"
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
             f"<p><small>{protocol}</small></p><p>Classes:{legend}</p>{figs}"
-            f"<h2>The same steps on the command line</h2><pre>{lines}</pre></body></html>\n")
+            f"<h2>The same steps on the command line</h2><pre>{shell}</pre></body></html>\n")

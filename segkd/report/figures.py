@@ -47,7 +47,8 @@ def training_curves(runs: dict[str, str | Path]) -> bytes:
     loss_ax.set(xlabel="epoch", ylabel="train loss", title="training loss")
     miou_ax.set(xlabel="epoch", ylabel="val mIoU (%)", title="validation mIoU")
     for ax in (loss_ax, miou_ax):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(0.5, max(len(read_results(p)) for p in runs.values()) + 0.5)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
