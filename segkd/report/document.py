@@ -82,13 +82,12 @@ def _epochs(n: int) -> str:
     return f"{n} epoch{'' if n == 1 else 's'}"
 
 
-def _markdown(rows, gain, results, plan, lines: list[str]) -> str:
-    lines = ["# segkd demo report", "", *_summary(gain, results, plan), "", markdown_table(rows), ""]
+def _markdown(rows, gain, results, plan, shell: list[str]) -> str:
+    text = ["# segkd demo report", "", *_summary(gain, results, plan), "", markdown_table(rows), ""]
     for name, caption in FIGURES.items():
-        lines += [f"![{caption}](report/{name})", "", f"*{caption}*", ""]
-    lines += ["## The same steps on the command line", "", "```bash",
-              *lines, "```", ""]
-    return "\n".join(lines)
+        text += [f"![{caption}](report/{name})", "", f"*{caption}*", ""]
+    text += ["## The same steps on the command line", "", "```bash", *shell, "```", ""]
+    return "\n".join(text)
 
 
 def _html(rows, gain, results, plan, lines: list[str], pngs: dict[str, bytes]) -> str:
