@@ -40,7 +40,7 @@ COMMANDS = {
     "export": CommandSpec("export", "Deploy"),
     "bench": CommandSpec("bench", "Deploy"),
     "presets": CommandSpec("presets", "Config"),
-    "demo": CommandSpec("demo", "Config"),
+    "demo": CommandSpec("demo", "Data"),
 }
 
 
@@ -127,7 +127,7 @@ app = typer.Typer(
     name="segkd",
     cls=LazyGroup,
     help="Real-time semantic segmentation with knowledge distillation.\n\n"
-    "Example: [bold]segkd demo --out demo[/]  ·  [bold]segkd train --preset fastsegformer-p --data demo/oranges[/]",
+    "Example: [bold]segkd demo[/]  ·  [bold]segkd train --preset fastsegformer-p --data runs/demo/oranges[/]",
     rich_markup_mode="rich",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

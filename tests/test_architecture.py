@@ -1,7 +1,7 @@
 """House rules that keep the package layered: dependencies point one way.
 
-commands -> engine / deploy -> models / losses / data, with config and errors usable everywhere; quant
-(fake quantisation, torch only) sits below models.
+commands -> demo -> report -> engine / deploy -> models / losses / data, with config and errors usable everywhere;
+quant (fake quantisation, torch only) sits below models.
 """
 
 import ast
@@ -19,6 +19,8 @@ FORBIDDEN = {
     "config": {"engine", "commands", "deploy", "cli", "models", "losses", "data"},
     "engine": {"commands", "cli"},
     "deploy": {"commands", "cli"},
+    "demo": {"commands", "cli"},
+    "report": {"commands", "cli", "demo"},
     "commands": {"cli"},
     "quant": {"engine", "commands", "deploy", "cli", "models", "losses", "data"},
 }

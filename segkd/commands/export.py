@@ -64,8 +64,8 @@ def main(
     """
     loaded = deploy.loading.load_model(weights, preset, overrides or None)  # torch from here
     target = out_path or Path(weights).with_suffix(".onnx")
-    guard_outputs(export_outputs(target, fp16, int8), [weights, calib, preset if preset and Path(preset).is_file()
-                                                       else None], force=force)
+    preset_file = preset if preset and Path(preset).is_file() else None
+    guard_outputs(deploy.artifacts.export_outputs(target, fp16, int8), [weights, calib, preset_file], force=force)
     device_name = str(deploy.predictor.pick_device(device))
     request = deploy.artifacts.ExportRequest(target, parse_size(imgsz), dynamic, fp16, int8, calib, simplify, opset,
                                              argmax, device_name, int8_ops=int8_ops)
@@ -80,12 +80,6 @@ def main(
     if report.failures:
         kept = ", ".join(str(a.path) for a in report.artifacts if not a.ok)
         raise JobFailed(f"export did not verify ({report.failures[0]}); kept as {kept}")
-
-
-def export_outputs(target: Path, fp16: bool, int8: bool) -> list[Path]:
-    """Every file an export may write: the fp32 file, the fp16/int8 ones asked for, and their `.unverified` names."""
-    files = [target] + [target.with_name(f"{target.stem}.{p}.onnx") for p, on in (("fp16", fp16), ("int8", int8)) if on]
-    return files + [f.with_name(f.name + ".unverified") for f in files]
 
 
 def print_report(report: ExportReport) -> None:

@@ -109,6 +109,12 @@ class ExportReport:
                 for a in self.artifacts if not a.ok]
 
 
+def export_outputs(target: Path, fp16: bool, int8: bool) -> list[Path]:
+    """Every file an export may write: the fp32 file, the fp16/int8 ones asked for, and their `.unverified` names."""
+    files = [target] + [target.with_name(f"{target.stem}.{p}.onnx") for p, on in (("fp16", fp16), ("int8", int8)) if on]
+    return files + [f.with_name(f.name + ".unverified") for f in files]
+
+
 def export_artifacts(loaded: LoadedModel, req: ExportRequest, log: Callable[[str], None] = lambda m: None
                      ) -> ExportReport:
     qat = is_qat(loaded.model)

@@ -12,6 +12,7 @@ import onnxruntime as ort
 import torch
 
 from segkd.deploy.bench import BenchOptions, BenchRow
+from segkd.outputs import atomic_write
 
 COLUMNS = [  # (field, header, format)
     ("model", "Model", "{}"), ("backend", "Backend", "{}"), ("dtype", "dtype", "{}"), ("status", "Status", "{}"),
@@ -69,7 +70,7 @@ def protocol_header(opts: BenchOptions) -> list[str]:
 
 def write_csv(path: Path, rows: list[BenchRow]) -> Path:
     fields = [f.name for f in dataclasses.fields(BenchRow)]
-    with path.open("w", newline="") as f:
+    with atomic_write(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for r in rows:
@@ -85,7 +86,8 @@ def bench_document(opts: BenchOptions, rows: list[BenchRow]) -> dict:
 
 
 def write_json(path: Path, doc: dict) -> Path:
-    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(doc, indent=2, default=str) + "\n")
     return path
 
 

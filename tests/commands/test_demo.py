@@ -1,89 +1,176 @@
-"""`segkd demo`: generates the orange data with splits, reruns over its own output, refuses foreign folders."""
+"""`segkd demo --quick`: every artefact, a finite table, a self-contained report, resume, --force, the guard."""
 
+import base64
+import io
 import json
-import shlex
+import math
+import re
 from pathlib import Path
 
+import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from segkd.cli import app
-from segkd.commands.demo import DemoRun, next_commands, run_demo
-from segkd.commands.distill import expand_aliases
-from segkd.config import load_config, parse_overrides
+from segkd.demo import runner as demo_runner
+from segkd.demo.plan import DemoPaths, commands, make_plan
+from segkd.demo.state import DemoState
+from segkd.report.table import COLUMNS
 
-runner = CliRunner()
+cli = CliRunner()
+STEP_NAMES = ["data", "teacher", "student", "distill", "eval", "export", "bench", "predict", "report"]
 
 
-def test_demo_writes_data_and_prints_next_steps(tmp_path: Path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--images", "6", "--size", "48"])
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> tuple[Path, dict]:
+    """One `segkd demo --quick --json` run shared by the tests that read its outputs."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    result = cli.invoke(app, ["demo", "--quick", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    root = tmp_path / "oranges"
-    assert len(list((root / "JPEGImages").glob("*.jpg"))) == 6
-    assert (root / "ImageSets" / "Segmentation" / "train.txt").read_text().count("\n") == 4
-    assert "4 train / 1 val / 1 test" in result.stdout
-    commands = [line.strip() for line in result.stderr.splitlines() if line.startswith("  segkd ")]
-    assert [c.split()[1] for c in commands] == ["train", "train", "distill", "eval", "export", "bench"]
-    preset = tmp_path / "fastsegformer-p-demo.yaml"
-    assert preset.read_text().startswith("# written by segkd demo") and "base: fastsegformer-p" in preset.read_text()
-    assert commands[0] == f"segkd train --preset {preset} --data {root} name=teacher train.epochs=40"
-    assert commands[1] == f"segkd train --preset {preset} --data {root} name=student"
-    assert commands[2].endswith("name=student-kd teacher.weights=runs/train/teacher/weights/best.pt")
-    assert commands[3] == "segkd eval --weights runs/distill/student-kd/weights/best.pt --split test"
-    assert commands[5] == "segkd bench --fp16"  # the most recent run's best.pt: the distilled student
+    return out, json.loads(result.stdout)
 
 
-def test_demo_json_and_rerun(tmp_path: Path):
-    run_demo(tmp_path, images=4, size=40)
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--images", "5", "--size", "40", "--json"])
-    assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
-    assert doc["steps"]["data"]["splits"] == {"train": 3, "val": 1, "test": 1}
-    assert doc["steps"]["recipe"]["preset"] == str(tmp_path / "fastsegformer-p-demo.yaml")
-    assert doc["next"][0].startswith(f"segkd train --preset {tmp_path / 'fastsegformer-p-demo.yaml'} ")
+def test_quick_demo_writes_every_artefact(quick):
+    out, doc = quick
+    assert list(doc["steps"]) == STEP_NAMES
+    paths = DemoPaths(out)
+    for model in ("teacher", "student", "student-kd"):
+        assert paths.best(model).is_file()
+        assert (paths.runs / "eval" / model / "metrics.json").is_file()
+        assert len(list((out / "overlays" / model / "labels").glob("*.png"))) == 2
+        assert (paths.best(model).parents[1] / "results.csv").is_file()
+    assert paths.onnx.is_file() and paths.onnx.with_suffix(".int8.onnx").is_file()
+    assert (paths.runs / "bench" / "demo" / "results.csv").is_file()
+    for name in ("report.html", "report.md", "report/overlays.png", "report/curves.png", "report/confusion.png",
+                 "report/fps_vs_miou.png", "demo-state.json", "fastsegformer-p-demo.yaml", "segformer-b1-demo.yaml"):
+        assert (out / name).is_file(), name
+    assert doc["steps"]["distill"]["teacher_size"] == [96, 96] and doc["steps"]["distill"]["student_size"] == [64, 64]
 
 
-def test_demo_refuses_a_foreign_folder(tmp_path: Path):
-    (tmp_path / "oranges").mkdir()
-    (tmp_path / "oranges" / "mine.txt").write_text("keep")
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--images", "2", "--size", "32"])
+def test_quick_demo_table_has_finite_metrics(quick):
+    _, doc = quick
+    rows = doc["table"]
+    assert [r["name"] for r in rows] == ["teacher", "student", "student-kd"]
+    for row in rows:
+        for key, _, _ in COLUMNS:
+            if key in ("model", "input") or (key.startswith("int8") and row["name"] != "student-kd"):
+                continue
+            assert isinstance(row[key], float) and math.isfinite(row[key]), (row["name"], key)
+        assert 0 <= row["miou"] <= 100 and row["eager_fps"] > 0
+    assert doc["kd_gain"] == pytest.approx(rows[2]["miou"] - rows[1]["miou"])
+
+
+def test_report_html_embeds_its_images_and_md_links_files_that_exist(quick):
+    out, _ = quick
+    html = (out / "report.html").read_text()
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    for s in sources:
+        assert base64.b64decode(s.split(",", 1)[1]).startswith(b"\x89PNG")
+    assert "test mIoU %" in html and "distilled · FastSegFormer-P + KD" in html
+    md = (out / "report.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", md)
+    assert len(links) == 4 and all((out / link).is_file() for link in links)
+
+
+def test_rerun_skips_finished_steps_and_redoes_a_removed_one(quick, monkeypatch):
+    out, doc = quick
+    ran = []
+    monkeypatch.setattr(demo_runner, "STEPS", [(name, lambda ctx, fn=fn, name=name: ran.append(name) or fn(ctx))
+                                               for name, fn in demo_runner.STEPS])
+    before = (out / "report.html").stat().st_mtime_ns
+    state = demo_runner.run_demo(out, quick=True)
+    assert ran == [] and state.steps["report"]["table"] == doc["table"]
+    saved = json.loads((out / "demo-state.json").read_text())
+    del saved["steps"]["report"]
+    (out / "demo-state.json").write_text(json.dumps(saved))
+    state = demo_runner.run_demo(out, quick=True)
+    assert ran == ["report"] and (out / "report.html").stat().st_mtime_ns > before
+    assert list(state.steps) == STEP_NAMES
+
+
+def _fake_steps(monkeypatch, ran: list) -> None:
+    """Steps that only record that they ran (resume and --force logic without training)."""
+    steps = [(name, lambda ctx, name=name: ran.append(name) or {"n": len(ran)}) for name in STEP_NAMES]
+    monkeypatch.setattr(demo_runner, "STEPS", steps)
+
+
+def test_interrupted_demo_continues_and_force_starts_over(tmp_path, monkeypatch):
+    ran = []
+    _fake_steps(monkeypatch, ran)
+    boom = {"on": True}
+
+    def failing(ctx):
+        if boom["on"]:
+            raise KeyboardInterrupt
+        ran.append("export")
+        return {}
+
+    demo_runner.STEPS[5] = ("export", failing)
+    with pytest.raises(KeyboardInterrupt):
+        demo_runner.run_demo(tmp_path, quick=True)
+    assert ran == STEP_NAMES[:5]
+    boom["on"] = False
+    demo_runner.run_demo(tmp_path, quick=True)
+    assert ran == STEP_NAMES[:5] + STEP_NAMES[5:]
+    ran.clear()
+    demo_runner.run_demo(tmp_path, quick=True, force=True)
+    assert ran == STEP_NAMES
+
+
+def test_another_plan_in_the_same_folder_needs_force(tmp_path, monkeypatch):
+    _fake_steps(monkeypatch, [])
+    demo_runner.run_demo(tmp_path, quick=True)
+    result = cli.invoke(app, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'oranges'}: folder is not empty and was not made by segkd demo; "
-        "choose another output folder"]
-    assert [p.name for p in (tmp_path / "oranges").iterdir()] == ["mine.txt"]
+    assert "made by another demo plan (images=10, image_size=64" in result.stderr
+    assert "pass --force to start over" in result.stderr
 
 
-def test_demo_keeps_a_preset_file_it_did_not_write(tmp_path: Path):
-    run_demo(tmp_path, images=2, size=32)
-    preset = tmp_path / "fastsegformer-p-demo.yaml"
-    preset.write_text(preset.read_text().replace("lr: 2.0e-3", "lr: 1.0e-3"))  # an edit below the first line
-    run_demo(tmp_path, images=2, size=32)
-    assert "lr: 2.0e-3" in preset.read_text()  # the first line unchanged: the demo writes its recipe again
-    preset.write_text("base: fastsegformer-p\n")
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--images", "2", "--size", "32"])
+@pytest.mark.parametrize("foreign", ["demo-state.json", "fastsegformer-p-demo.yaml", "oranges/mine.txt"])
+def test_the_guard_refuses_a_foreign_file_in_out(tmp_path, foreign):
+    path = tmp_path / foreign
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("keep")
+    result = cli.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and sum("error" in line for line in lines) == 1
+    assert len(lines) == (2 if foreign.startswith("oranges") else 1)  # the data step's line, then its refusal
+    assert "not written by segkd" in result.stderr or "not made by segkd demo" in result.stderr
+    assert path.read_text() == "keep"
+
+
+def test_a_corrupt_state_file_is_one_line(tmp_path):
+    DemoState(tmp_path / "demo-state.json", {}).save()  # the demo's own file: recorded in the folder's manifest
+    (tmp_path / "demo-state.json").write_text("{")
+    result = cli.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
     assert result.exit_code == 2
-    assert f"{preset}: exists and was not written by segkd demo" in result.stderr
-    assert preset.read_text() == "base: fastsegformer-p\n"
+    assert result.stderr.strip() == f"error: {tmp_path / 'demo-state.json'}: unreadable demo state; pass --force " \
+                                    "to start over"
 
 
-def test_printed_train_and_distill_commands_resolve_to_valid_configs(tmp_path: Path):
-    run = run_demo(tmp_path, images=2, size=32)
-    for command in next_commands(run):
-        words = shlex.split(command)
-        if words[1] not in ("train", "distill"):
-            continue
-        preset = words[words.index("--preset") + 1]
-        overrides = expand_aliases(parse_overrides([w for w in words[2:] if "=" in w]))
-        cfg = load_config(preset, overrides)
-        assert cfg.model.arch == "fastsegformer_p" and cfg.data.input_size == 128 and cfg.train.lr == 2e-3
-        assert [s["name"] for s in cfg.loss] == ["ce", "dice"] and cfg.augment == [{"op": "hflip", "p": 0.5}]
-        assert cfg.train.scheduler == "poly" and cfg.train.warmup_epochs == 0 and cfg.train.freeze_epochs == 0
-        assert cfg.train.epochs == (40 if "name=teacher" in command else 30)
-        if words[1] == "distill":
-            assert cfg.distill.normalize and [t["loss"] for t in cfg.distill.terms] == ["pkl"]
+def test_bad_images_is_a_usage_error(tmp_path):
+    result = cli.invoke(app, ["demo", "--images", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--images 2: at least 5" in result.stderr
 
 
 def test_readme_story_is_what_the_demo_prints():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    block = readme.split("Run them in order from the same folder:\n\n```bash\n", 1)[1].split("```", 1)[0]
-    assert block.splitlines() == next_commands(DemoRun(Path("demo")))
+    block = readme.split("The same steps on the command line:\n\n```bash\n", 1)[1].split("```", 1)[0]
+    assert block.splitlines() == list(commands(make_plan(), DemoPaths(Path("runs/demo"))).values())
+
+
+def test_live_display_shows_step_and_epochs(tmp_path, monkeypatch):
+    def training(ctx):
+        for epoch in (1, 2, 3):
+            ctx.on_epoch(epoch, 3)
+        return {}
+
+    _fake_steps(monkeypatch, [])
+    demo_runner.STEPS[1] = ("teacher", training)
+    buffer = io.StringIO()
+    demo_runner.run_demo(tmp_path, quick=True, console=Console(file=buffer, force_terminal=True, width=160),
+                         live=True)
+    text = buffer.getvalue()
+    assert "[2/9] teacher" in text and "3/3" in text and "epoch" in text and "ETA" in text

@@ -6,8 +6,8 @@ import re
 import pytest
 import torch
 
-from segkd.commands.demo import run_demo
 from segkd.config import config_to_dict, load_config
+from segkd.data.synthetic import generate_oranges
 from segkd.engine.trainer import train
 from segkd.errors import ConfigError, WeightsError
 from segkd.models import build_model, create_model, list_models, load_weights
@@ -200,7 +200,7 @@ def test_backbone_file_missing_a_block_fails_naming_it(tmp_path, to_reference, b
 # -- presets on the demo data -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory):
-    return run_demo(tmp_path_factory.mktemp("demo"), images=5, size=64).data_root
+    return generate_oranges(tmp_path_factory.mktemp("demo") / "oranges", 5, 64)
 
 
 def tiny_config(preset, root, runs):

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from segkd.commands.demo import run_demo
 from segkd.config import config_to_dict, load_config
+from segkd.data.synthetic import generate_oranges
 from segkd.deploy.export import export_onnx
 from segkd.deploy.loading import load_model
 from segkd.deploy.onnx_model import OnnxModel
@@ -270,7 +270,7 @@ def test_pdparams_that_is_not_a_dict_of_arrays_is_refused(tmp_path, payload, mes
 # -- presets ------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory):
-    return run_demo(tmp_path_factory.mktemp("demo"), images=5, size=64).data_root
+    return generate_oranges(tmp_path_factory.mktemp("demo") / "oranges", 5, 64)
 
 
 @pytest.mark.parametrize("preset", ["pp-mobileseg-base", "pp-mobileseg-tiny"])
