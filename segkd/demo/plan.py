@@ -19,7 +19,8 @@ FIRST_LINE = "# written by segkd demo"
 _TRAIN = """\
 train:
   epochs: {epochs}
-  batch_size: 8
+  batch_size: 2                   # steps, not images, are what a random start needs: FastSegFormer-P at 8 epochs
+                                  # reached 36.3 % val mIoU at batch 2, 34.4 % at 4, background only (24.2 %) at 8
   optimizer: adamw                # the papers' Adam 1e-4 is for a pretrained backbone; these start random
   lr: 2.0e-3
   min_lr: 2.0e-5
@@ -53,7 +54,7 @@ description: FastSegFormer-P, demo recipe ({size} px, AdamW 2e-3 poly, hflip, CE
 """
 _DISTILL = """\
 distill:                          # the teacher: a segkd checkpoint (teacher.weights=FILE), seen at its own size
-  batch_size: 8
+  batch_size: 2
   normalize: true                 # each term divided by its starting value: the weight is relative importance
   terms:                          # P&KL on the logits + NFD on the two deepest encoder stages
     - {{loss: pkl, weight: 1.0, student: logits, teacher: logits, temperature: 2.0, k1: 0.5}}
