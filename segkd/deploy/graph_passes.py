@@ -107,17 +107,19 @@ def swap_resize_pointwise(model: onnx.ModelProto) -> int:
 
 
 def _spatial_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
-    """Tensor name -> (H, W) from ONNX shape inference (symbolic dims become strings)."""
+    """Tensor name -> (H, W) of every 4-D tensor (symbolic dims become strings)."""
+    return {name: dims[2:] for name, dims in _inferred_dims(model).items() if len(dims) == 4}
+
+
+def _inferred_dims(model: onnx.ModelProto) -> dict[str, tuple]:
+    """Tensor name -> its dims from ONNX shape inference (empty when inference fails: no rewrite, the graph is
+    still valid)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001  (no shapes: no swap; the graph is still valid)
+    except Exception:  # noqa: BLE001
         return {}
-    found = {}
-    for v in [*inferred.graph.value_info, *inferred.graph.input]:
-        dims = v.type.tensor_type.shape.dim
-        if len(dims) == 4:
-            found[v.name] = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims[2:])
-    return found
+    return {v.name: tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim)
+            for v in [*inferred.graph.value_info, *inferred.graph.input] if v.type.tensor_type.HasField("shape")}
 
 
 def _add_initializer(graph: onnx.GraphProto, name: str, value: np.ndarray) -> str:
@@ -207,7 +209,7 @@ def spatial_mean_to_global_pool(model: onnx.ModelProto) -> int:
     """Replace every 4-D spatial ReduceMean (axes {2, 3}, keepdims) by GlobalAveragePool; returns how many."""
     graph = model.graph
     consts = constant_values(graph)
-    ranks = _ranks(model)
+    ranks = {name: len(dims) for name, dims in _inferred_dims(model).items()}
     replaced = 0
     for i, node in enumerate(graph.node):
         if node.op_type != "ReduceMean" or node_attribute(node, "keepdims", 1) != 1 or ranks.get(node.input[0]) != 4:
@@ -224,13 +226,3 @@ def spatial_mean_to_global_pool(model: onnx.ModelProto) -> int:
     if replaced:
         _drop_unused_initializers(graph)
     return replaced
-
-
-def _ranks(model: onnx.ModelProto) -> dict[str, int]:
-    """Tensor name -> rank from ONNX shape inference (empty when inference fails)."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001  (no ranks: no rewrite; the graph is still valid)
-        return {}
-    return {v.name: len(v.type.tensor_type.shape.dim) for v in [*inferred.graph.value_info, *inferred.graph.input]
-            if v.type.tensor_type.HasField("shape")}

@@ -35,6 +35,12 @@ def find_conv_bn_pairs(model: nn.Module, x: Tensor) -> list[tuple[str, str]]:
 
     handles = [m.register_forward_hook(on_conv) for m in model.modules() if isinstance(m, nn.Conv2d)]
     handles += [m.register_forward_pre_hook(on_norm) for m in model.modules() if isinstance(m, NORMS)]
+    forward_with_hooks(model, x, handles)
+    return list(dict.fromkeys(pairs))
+
+
+def forward_with_hooks(model: nn.Module, x: Tensor, handles: list) -> None:
+    """One eval-mode forward of `model` on `x` without gradients; then `handles` are removed and the mode restored."""
     was_training = model.training
     try:
         with torch.no_grad():
@@ -43,7 +49,6 @@ def find_conv_bn_pairs(model: nn.Module, x: Tensor) -> list[tuple[str, str]]:
         model.train(was_training)
         for h in handles:
             h.remove()
-    return list(dict.fromkeys(pairs))
 
 
 @torch.no_grad()

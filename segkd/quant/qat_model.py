@@ -28,7 +28,7 @@ from torch.nn.utils import parametrize
 
 from segkd.errors import JobFailed, WeightsError
 from segkd.quant.fake_quant import ActivationFakeQuant, WeightFakeQuant, set_fake_quant
-from segkd.quant.fold import find_conv_bn_pairs, fold_batchnorm
+from segkd.quant.fold import find_conv_bn_pairs, fold_batchnorm, forward_with_hooks
 
 OP_SET = "conv"
 
@@ -148,14 +148,7 @@ def _reading_int8(model: nn.Module, x: Tensor, quantized: list[str]) -> list[str
         written[id(out)] = (out, out._version)
 
     hooks = [h for m in names for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(x)
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
+    forward_with_hooks(model, x, hooks)
     return list(dict.fromkeys(found))
 
 
