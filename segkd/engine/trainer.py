@@ -385,7 +385,7 @@ class Trainer:
         row |= {"time": seconds, "elapsed": self.clock.elapsed()}
         self.results = row
         if self.main:
-            self.writer.write_epoch(row, lambda training: self._payload(epoch + 1, training), improved)
+            self.writer.write_epoch(row, lambda training: self._payload(epoch + 1, training, row["elapsed"]), improved)
             self.log(epoch_line(row, self.cfg.train.epochs, improved))
             self.run_callbacks("on_model_save")
         self.run_callbacks("on_fit_epoch_end")
@@ -408,11 +408,13 @@ class Trainer:
                                                 epoch_sums=dict(sums or {})))
         raise Interrupted(f"interrupted {where}: saved {last}; resume with: segkd {self.command} resume={last}")
 
-    def _payload(self, epochs_done: int, training: bool = False, **extra: Any) -> dict[str, Any]:
-        """A checkpoint of the eval model; `training=True` adds what last.pt needs to resume."""
+    def _payload(self, epochs_done: int, training: bool = False, train_seconds: float | None = None,
+                 **extra: Any) -> dict[str, Any]:
+        """A checkpoint of the eval model; `training=True` adds what last.pt needs to resume. `train_seconds`
+        (train.time's clock) is the epoch's results.csv `elapsed`, or now for a save mid-epoch."""
         config = config_to_dict(self.cfg) | {"resume": None}
         common = {"epoch": epochs_done, "best_fitness": self.best_fitness, "best_epoch": self.best_epoch,
-                  "train_seconds": self.clock.elapsed(),
+                  "train_seconds": self.clock.elapsed() if train_seconds is None else train_seconds,
                   "metrics": self.metrics.summary() if self.metrics is not None else None}
         if training:
             common |= training_state(self.optimizer, self.scheduler, self.scaler, self.global_step, ema=self.ema,
