@@ -72,6 +72,7 @@ class TrainConfig:
     backbone_lr_mult: float = 1.0
     freeze_epochs: int = 0  # a loaded backbone is frozen for the first N epochs; scales with train.epochs
     amp: bool = False  # fp16 on CUDA, bf16 on CPU
+    channels_last: bool = False  # NHWC weights and batches (timm's --channels-last): faster convolutions, same maths
     accumulate: int = 1  # gradient accumulation steps
     clip_grad: float | None = None  # max grad norm
     ema: bool = False

@@ -135,7 +135,8 @@ class Trainer:
             load_weights(self.model, cfg.model.weights)
         if tcfg.sync_bn:
             self.model = convert_sync_bn(self.model, self.device)
-        self.model.to(self.device)
+        self.memory_format = torch.channels_last if tcfg.channels_last else torch.contiguous_format
+        self.model.to(self.device, memory_format=self.memory_format)
         self.losses = [
             build_loss(spec, f"loss[{i}]", defaults={"ignore_index": cfg.data.ignore_index})
             for i, spec in enumerate(cfg.loss)
@@ -289,7 +290,7 @@ class Trainer:
         with EpochProgress(self.console if self.main else None, self.progress, title, n_batches) as bar, \
                 worker_errors():
             for i, (images, masks) in enumerate(self.train_loader, start=first):
-                images = images.to(self.device, non_blocking=True)  # B×3×H×W
+                images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)  # B×3×H×W
                 masks = masks.to(self.device, non_blocking=True)  # B×H×W
                 with self.precision.autocast():
                     terms = self.loss_terms(images, masks)

@@ -137,6 +137,23 @@ def test_accumulation_clipping_ema_and_bf16_autocast(tmp_path, voc_root, monkeyp
     assert last["scheduler"]["t"] == 1.0 and trainer.scheduler.lr == pytest.approx(0.03)  # warm-up done
 
 
+def test_channels_last_trains_the_same_model_in_nhwc(tmp_path, voc_root):
+    seen = []
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    sgd = {"epochs": 1, "optimizer": "sgd"}  # Adam would blow rounding noise up to lr-sized steps (see below)
+    plain = run(tmp_path / "a", voc_root, train=sgd)
+    trainer = Trainer(make_cfg(tmp_path / "b", voc_root, ["train.channels_last=true"], train=sgd))
+    trainer.add_callback("on_train_batch_end", lambda t: seen.append(
+        t.model.head[0].weight.is_contiguous(memory_format=torch.channels_last)))
+    trainer.train()
+    assert seen and all(seen)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():  # the same steps: NHWC changes the summation order only (a conv bias in front of
+        # BatchNorm gets only rounding noise as its gradient, which Adam would normalise into a full step)
+        a, b = (load_checkpoint(t.save_dir / "weights" / "last.pt").eval()(x) for t in (plain, trainer))
+    torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-3)
+
+
 def backbone_snapshots(trainer: Trainer) -> dict:
     """The backbone's conv weights at the start and after each epoch, once the trainer has run."""
     seen = {}
