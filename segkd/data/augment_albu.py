@@ -112,10 +112,11 @@ GENERIC = {  # segkd name: (albumentations class, geometric)
 }
 
 for _name, (_cls, _geometric) in GENERIC.items():
-    register_op(_name)(type(f"{_cls.__name__}Op", (GenericOp,), {
+    _op = type(f"{_cls.__name__}Op", (GenericOp,), {
         "transform_cls": _cls, "geometric": _geometric,
         "__doc__": f"albumentations.{_cls.__name__} ({'geometric' if _geometric else 'image only'}).",
-    }))
+    })
+    globals()[_op.__name__] = register_op(_name)(_op)  # a module attribute, so that spawned workers unpickle it
 
 
 @register_op("resize")

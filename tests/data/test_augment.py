@@ -4,6 +4,8 @@ The ops shared with `segkd augment` (albumentations behind segkd's names) are te
 builder; the offline command's own behaviour is in test_augment_offline.py.
 """
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -216,6 +218,16 @@ def test_op_names():
                                "vflip", "rotate", "random_resized_crop", "elastic", "grid_distortion", "perspective",
                                "hue_saturation_value", "gamma", "clahe", "gaussian_blur", "motion_blur",
                                "gaussian_noise", "jpeg", "coarse_dropout", "albumentations"}
+
+
+def test_every_op_pickles_into_a_spawned_worker():
+    """DataLoader workers under spawn/forkserver (macOS, Windows, a spawned process) unpickle the transform."""
+    ops = [{"op": name} for name in list_ops() if name not in ("albumentations", "random_resized_paste")]
+    t = build_train_transform(ops, data_cfg(), (64, 64))
+    image, mask = blocks(64, 64)
+    a, b = t(image, mask, np.random.default_rng(3)), pickle.loads(pickle.dumps(t))(image, mask,
+                                                                               np.random.default_rng(3))
+    assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
 
 
 def test_geometric_border_pixels_take_the_mask_fill():
