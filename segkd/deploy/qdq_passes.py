@@ -9,9 +9,10 @@ point 0), which is the layout `onnxruntime.quantization` writes:
   in int8: the file is ~4× smaller), rounding half to even as QuantizeLinear does.
 - `quantize_conv_bias`: a Conv whose input and weight come from DequantizeLinear gets its fp32 bias as
   `DequantizeLinear(int32)`. Rounding moves each bias by at most half of input scale × weight scale, far
-  below one step of the conv's uint8 output. A bias that int32 cannot hold at that scale (a channel whose
-  weights are all ~0 has a weight scale near 0) is left fp32, and so is the weight (its dequantized values):
-  that conv runs in fp32 on its dequantized input, as the fake-quantised model computes it, but not in int8.
+  below one step of the conv's uint8 output. A channel whose weights are all ~0 has a weight scale near 0, at
+  which int32 cannot hold its bias: that channel's weight scale is widened until it can (per-channel weights;
+  the channel's weights, each below 127 × the old scale, move by at most that much) and the conv stays int8.
+  With one weight scale for the whole tensor the conv is left fp32 on its dequantized weights instead.
 Constants are followed through the exporter's `Identity` (shared initializers) and `Cast` (zero points) nodes;
 `drop_dead_nodes` then removes what no longer feeds the outputs.
 """
@@ -23,6 +24,8 @@ import onnx
 from onnx import numpy_helper
 
 from segkd.deploy.graph_passes import constant_values, node_attribute
+
+INT32_BIAS_MAX = 2**30  # the largest |bias / (input scale × weight scale)| kept: int32 with a 2× margin
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
@@ -87,11 +90,16 @@ def quantize_conv_bias(model: onnx.ModelProto) -> int:
         x_dq, w_dq = dq.get(conv.input[0]), dq.get(conv.input[1])
         if x_dq is None or w_dq is None or conv.input[2] in dq:
             continue
-        scale = (consts[x_dq.input[1]] * consts[w_dq.input[1]]).astype(np.float32).reshape(-1)  # C_out or 1
-        q = np.rint(consts[conv.input[2]].astype(np.float64) / scale)
-        if np.abs(q).max(initial=0) > np.iinfo(np.int32).max:  # a dead channel (weight scale ~0) with a bias:
-            _dequantize_weight(graph, conv, w_dq, consts)  # int32 cannot hold it: this conv runs fp32
-            continue
+        bias, x_scale = consts[conv.input[2]].astype(np.float64), consts[x_dq.input[1]].astype(np.float64)
+        scale = (x_scale * consts[w_dq.input[1]]).astype(np.float32).reshape(-1)  # C_out or 1
+        q = np.rint(bias / scale)
+        if np.abs(q).max(initial=0) > INT32_BIAS_MAX:  # a dead channel (weight scale ~0) with a bias
+            if consts[w_dq.input[1]].ndim == 0:
+                _dequantize_weight(graph, conv, w_dq, consts)  # one scale for all: this conv runs fp32
+                continue
+            _widen_weight_scale(graph, w_dq, consts, np.abs(bias) / (x_scale * INT32_BIAS_MAX))
+            scale = (x_scale * consts[w_dq.input[1]]).astype(np.float32).reshape(-1)
+            q = np.rint(bias / scale)
         q = q.astype(np.int32)
         name = conv.input[2] + "_int32"
         graph.initializer.extend([numpy_helper.from_array(q, name),
@@ -103,6 +111,25 @@ def quantize_conv_bias(model: onnx.ModelProto) -> int:
     for i, node in enumerate(added):  # constant inputs only: first in topological order
         graph.node.insert(i, node)
     return len(added)
+
+
+def _widen_weight_scale(graph: onnx.GraphProto, w_dq: onnx.NodeProto, consts: dict[str, np.ndarray],
+                        floor: np.ndarray) -> None:
+    """Raise `w_dq`'s per-channel weight scales to at least `floor` and requantize those channels' int8 weights
+    (new initializers: the old ones may be shared)."""
+    w, scale, zp = (consts[name] for name in w_dq.input)
+    axis = node_attribute(w_dq, "axis", 1) % w.ndim
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    wider = np.maximum(scale, floor.astype(np.float32).reshape(scale.shape)).astype(np.float32)
+    real = (w.astype(np.float64) - zp.reshape(shape)) * scale.reshape(shape)
+    info = np.iinfo(w.dtype)
+    q = np.clip(np.rint(real / wider.reshape(shape)) + zp.reshape(shape), info.min, info.max).astype(w.dtype)
+    for i, (suffix, value) in enumerate([("_widened", q), ("_widened_scale", wider)]):
+        name = w_dq.input[0] + suffix
+        graph.initializer.append(numpy_helper.from_array(value, name))
+        consts[name] = value
+        w_dq.input[i] = name
 
 
 def _dequantize_weight(graph: onnx.GraphProto, conv: onnx.NodeProto, w_dq: onnx.NodeProto,

@@ -68,7 +68,7 @@ def test_onnx_runtime_int8_equals_the_fake_quantised_forward_within_one_step(tmp
     assert fused.count("QLinearConv") == 4 and "Conv" not in fused  # ONNX Runtime's int8 kernels
 
 
-def test_a_dead_channel_with_a_bias_keeps_its_conv_fp32_and_exact(tmp_path):
+def test_a_dead_channel_with_a_bias_keeps_its_conv_int8_and_exact(tmp_path):
     torch.manual_seed(0)
     model = Chain()
     with torch.no_grad():
@@ -80,12 +80,17 @@ def test_a_dead_channel_with_a_bias_keeps_its_conv_fp32_and_exact(tmp_path):
     with torch.no_grad():
         ref = model(x).numpy()
     export = export_qat_int8(model, meta(), tmp_path / "m.int8.onnx", dynamic=True)
-    assert "2 int32 biases" in export.notes[-1]  # c2 and c4 (c1 has none, c3 stays fp32)
-    options = ort.SessionOptions()  # the graph computes the fake-quantised forward; ORT's extended optimisers
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # move it a few steps (open)
-    got = ort.InferenceSession(str(tmp_path / "m.int8.onnx"), options,
-                               providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})[0]
-    assert np.abs(got - ref).max() <= float(model.c4.output_quant.scale.detach()) * 1.001
+    assert "3 int32 biases" in export.notes[-1]  # c2, c3 (its dead channel's scale widened) and c4; c1 has none
+    got = {}
+    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        options = ort.SessionOptions()  # basic: the graph as written; all: ONNX Runtime's int8 kernels fused
+        options.graph_optimization_level = level
+        options.optimized_model_filepath = str(tmp_path / f"{level.name}.onnx")
+        got[level.name] = ort.InferenceSession(str(tmp_path / "m.int8.onnx"), options, providers=[
+            "CPUExecutionProvider"]).run(None, {"images": x.numpy()})[0]
+    assert np.abs(got["ORT_ENABLE_BASIC"] - ref).max() <= float(model.c4.output_quant.scale.detach()) * 1.001
+    fused = [n.op_type for n in onnx.load(str(tmp_path / "ORT_ENABLE_ALL.onnx")).graph.node]
+    assert fused.count("QLinearConv") == 4 and "Conv" not in fused
 
 
 def test_the_logits_conv_stays_fp32_in_the_int8_graph(tmp_path):
