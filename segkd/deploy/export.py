@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from segkd.deploy.graph_passes import spatial_mean_to_global_pool, swap_resize_pointwise
+from segkd.deploy.shape_folding import fold_shape_arithmetic
 from segkd.deploy.meta import DeployMeta
 from segkd.errors import ConfigError, JobFailed, SegkdError, first_line
 from segkd.outputs import atomic_path, disk_error, make_dirs, temp_path
@@ -147,6 +148,7 @@ def export_onnx(
     if simplify:
         proto, note = simplify_graph(proto, dummy.cpu().numpy())
         notes += [note] if note else []
+    fold_shape_arithmetic(proto)  # a no-op after onnxsim; without it (QAT), static Resize sizes for the swap
     swap_resize_pointwise(proto)
     spatial_mean_to_global_pool(proto)
     precision = "fp16" if half else "fp32"

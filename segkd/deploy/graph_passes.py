@@ -108,14 +108,14 @@ def swap_resize_pointwise(model: onnx.ModelProto) -> int:
 
 def _spatial_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     """Tensor name -> (H, W) of every 4-D tensor (symbolic dims become strings)."""
-    return {name: dims[2:] for name, dims in _inferred_dims(model).items() if len(dims) == 4}
+    return {name: dims[2:] for name, dims in inferred_dims(model).items() if len(dims) == 4}
 
 
-def _inferred_dims(model: onnx.ModelProto) -> dict[str, tuple]:
+def inferred_dims(model: onnx.ModelProto) -> dict[str, tuple]:
     """Tensor name -> its dims from ONNX shape inference (empty when inference fails: no rewrite, the graph is
     still valid)."""
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)  # Reshape targets from Shape arithmetic
     except Exception:  # noqa: BLE001
         return {}
     return {v.name: tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim)
@@ -209,7 +209,7 @@ def spatial_mean_to_global_pool(model: onnx.ModelProto) -> int:
     """Replace every 4-D spatial ReduceMean (axes {2, 3}, keepdims) by GlobalAveragePool; returns how many."""
     graph = model.graph
     consts = constant_values(graph)
-    ranks = {name: len(dims) for name, dims in _inferred_dims(model).items()}
+    ranks = {name: len(dims) for name, dims in inferred_dims(model).items()}
     replaced = 0
     for i, node in enumerate(graph.node):
         if node.op_type != "ReduceMean" or node_attribute(node, "keepdims", 1) != 1 or ranks.get(node.input[0]) != 4:

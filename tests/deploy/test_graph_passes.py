@@ -11,6 +11,7 @@ from torch import nn
 
 from segkd.deploy.export import simplify_graph
 from segkd.deploy.graph_passes import fuse_gelu, spatial_mean_to_global_pool, swap_resize_pointwise
+from segkd.deploy.shape_folding import fold_shape_arithmetic
 
 
 class UpThenConv(nn.Module):
@@ -46,6 +47,33 @@ def test_upsample_then_pointwise_conv_is_swapped_exactly(mode, tmp_path):
     onnx.checker.check_model(proto)
     ops = [n.op_type for n in proto.graph.node]
     assert ops.index("Conv") < ops.index("Resize")
+    x = np.random.default_rng(0).standard_normal((1, 8, 6, 10), dtype=np.float32)
+    assert np.abs(_run(proto, x) - _run(before, x)).max() < 1e-5
+
+
+class UpToSizeThenConv(nn.Module):
+    """`interpolate(size=...)`: the exporter computes Resize's sizes from Shape(x) (the QAT graphs' final upsample)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 3, 1)
+
+    def forward(self, x):
+        return self.conv(nn.functional.interpolate(x, size=(x.shape[2] * 2, x.shape[3] * 2), mode="bilinear"))
+
+
+def test_static_shape_arithmetic_folds_so_that_the_swap_applies(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(UpToSizeThenConv().eval(), (torch.randn(1, 8, 6, 10),), str(tmp_path / "m.onnx"),
+                          dynamo=False, opset_version=17, input_names=["x"])
+    proto = onnx.load(str(tmp_path / "m.onnx"))  # not simplified, as a QAT graph
+    before = onnx.ModelProto()
+    before.CopyFrom(proto)
+    assert swap_resize_pointwise(proto) == 0  # sizes computed at run time: no factor to decide with
+    assert fold_shape_arithmetic(proto) >= 2 and "Shape" not in [n.op_type for n in proto.graph.node]
+    assert swap_resize_pointwise(proto) == 1
+    onnx.checker.check_model(proto)
     x = np.random.default_rng(0).standard_normal((1, 8, 6, 10), dtype=np.float32)
     assert np.abs(_run(proto, x) - _run(before, x)).max() < 1e-5
 
