@@ -31,6 +31,8 @@ for name, step in doc["steps"].items():
         result = "test mIoU " + ", ".join(f"{m} {100 * r['mIoU']:.2f} %" for m, r in step.items() if isinstance(r, dict))
     else:
         result = ""
+    if "pid" in step:
+        result += " (side by side with the other run)"
     print(f"{name:<8} {step['seconds']:>8.1f}  {result}")
 fps = lambda v: "      -" if v is None else f"{v:7.1f}"
 for row in doc["table"]:

@@ -31,9 +31,10 @@ def main(
     """Run the whole segkd story offline (data, teacher, student, distill, eval, export, bench) with a report.
 
     Generates synthetic navel-orange defect data (sunburn, ulcer, wind scarring) with a 6:2:2 split, trains a
-    SegFormer-B1 teacher at 160 px, the FastSegFormer-P student alone at 128 px, distills the student (P&KL + NFD,
-    the teacher at its larger size), evaluates the three on the test split, exports the distilled student to ONNX
-    fp32 and int8, benchmarks them on the CPU, draws test overlays, and writes OUT/report.html and OUT/report.md.
+    SegFormer-B1 teacher at 160 px and the FastSegFormer-P student alone at 128 px side by side (one process and
+    one thread each), distills the student (P&KL + NFD, the teacher at its larger size), evaluates the three on the
+    test split, exports the distilled student to ONNX fp32 and int8, benchmarks them on the CPU, draws test
+    overlays, and writes OUT/report.html and OUT/report.md.
     Each step prints the `segkd` command that does the same on your data.
 
     Resumable: OUT/demo-state.json records the finished steps; running again with the same --out continues at
@@ -46,11 +47,15 @@ def main(
     state = demo.runner.run_demo(out_dir, quick, images, seed, force, console=err, live=progress_enabled())
     result = state.steps["report"]
     if as_json:
-        print_json({"plan": state.plan, "steps": state.steps, "table": result["table"], "kd_gain": result["kd_gain"]})
+        print_json({"plan": state.plan, "steps": state.steps, "table": result["table"], "kd_gain": result["kd_gain"],
+                    "keeping": demo.plan.keeping_commands(demo.plan.DemoPaths(out_dir))})
         return
     out.print(result_table(result["table"]))
     out.print(f"distilled student vs student alone: {result['kd_gain']:+.2f} test mIoU points")
     out.print(f"report: {result['html']} · {result['md']}")
+    out.print("a student worth keeping (longer runs, about an hour on 2 CPU cores; README \"A student worth keeping\"):")
+    for line in demo.plan.keeping_commands(demo.plan.DemoPaths(out_dir)):
+        out.print(f"  {line}", soft_wrap=True, markup=False)
 
 
 def result_table(rows: list[dict]) -> Table:

@@ -2,7 +2,8 @@
 
 - `plan` (what runs: sizes, epochs, the demo's presets, the command line of each step)
 - `state` (finished steps in OUT/demo-state.json) -> `steps` (each step calls the function its command runs)
-  -> `runner` (order, resume, progress) ; the report itself is `segkd.report`.
+  -> `runner` (order, resume, progress; `side_by_side` runs the teacher and the student alone at once);
+  the report itself is `segkd.report`.
 Submodules load on first use (`segkd.lazy`), after the command's options are valid.
 """
 

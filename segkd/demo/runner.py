@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from segkd.deploy.backends import torch_threads
 from segkd.demo.plan import DemoPaths, commands, make_plan
 from segkd.demo.state import DemoState
-from segkd.demo.steps import STEPS, DemoContext
+from segkd.demo.side_by_side import run_side_by_side
+from segkd.demo.steps import SIDE_BY_SIDE, STEPS, DemoContext
 from segkd.outputs import guard_outputs, make_dirs
 from segkd.report.document import report_outputs
 
@@ -34,30 +36,66 @@ def run_demo(out: str | Path, quick: bool = False, images: int | None = None, se
     state = DemoState.open(paths.state, plan.key(), force)
     console = console or Console(stderr=True, quiet=True)
     lines = commands(plan, paths)
+    titles = {name: f"[{i}/{len(STEPS)}] {name}" for i, (name, _) in enumerate(STEPS, 1)}
     with torch_threads(plan.threads), _display(console, live) as bar:
-        for index, (name, step) in enumerate(STEPS, 1):
-            title = f"[{index}/{len(STEPS)}] {name}"
-            if state.done(name):
-                console.print(f"{title}: done earlier ({paths.state.name}), skipped", markup=False)
+        shown = _StepLines(console, bar, titles, lines)
+        earlier = set(state.steps)
+        for name, step in STEPS:
+            if name in earlier:
+                console.print(f"{titles[name]}: done earlier ({paths.state.name}), skipped", markup=False)
                 continue
-            console.print(f"{title}: {lines[name]}", markup=False, soft_wrap=True)
-            task = bar.add_task(escape(title), total=None, unit=UNITS.get(name, "step")) if bar else None
-
-            def on_epoch(done: int, total: int, task=task) -> None:
-                if bar is not None:
-                    bar.update(task, completed=done, total=total)
-
-            ctx = DemoContext(plan, paths, state.steps, on_epoch, lambda m: console.print(f"  {m}", markup=False,
-                                                                                           soft_wrap=True))
+            if state.done(name):  # ran side by side with an earlier step
+                continue
+            group = [n for n in SIDE_BY_SIDE if not state.done(n)] if name in SIDE_BY_SIDE else [name]
+            if plan.side_by_side and len(group) > 1:
+                console.print(f"{' and '.join(group)} run side by side, one process and one thread each",
+                              markup=False)
+                for n in group:
+                    shown.start(n)
+                run_side_by_side(group, plan, paths, state.steps, lambda n, kind, payload: shown.event(
+                    n, kind, payload, on_done=state.finish))
+                continue
+            shown.start(name)
+            ctx = DemoContext(plan, paths, state.steps, lambda d, t, n=name: shown.event(n, "epoch", (d, t)),
+                              lambda m, n=name: shown.event(n, "log", m))
             start = time.perf_counter()
             result = step(ctx) | {"seconds": round(time.perf_counter() - start, 1)}
-            if bar is not None:
-                total = bar.tasks[-1].total or 1  # this step's task: the last one added
-                bar.update(task, completed=total, total=total)
-                bar.stop_task(task)
-            state.finish(name, result)
-            console.print(f"{title}: done in {result['seconds']:.1f}s{_outcome(name, result)}", markup=False)
+            shown.event(name, "done", result, on_done=state.finish)
     return state
+
+
+class _StepLines:
+    """What the user sees of each step: its command when it starts, its epochs on the progress bar (a terminal),
+    its log lines indented, and its outcome when it ends. Side-by-side steps prefix their log lines."""
+
+    def __init__(self, console: Console, bar: Progress | None, titles: dict[str, str], lines: dict[str, str]):
+        self.console, self.bar, self.titles, self.lines = console, bar, titles, lines
+        self.tasks: dict[str, int] = {}
+        self.started: list[str] = []
+
+    def start(self, name: str) -> None:
+        self.console.print(f"{self.titles[name]}: {self.lines[name]}", markup=False, soft_wrap=True)
+        self.started.append(name)
+        if self.bar is not None:
+            self.tasks[name] = self.bar.add_task(escape(self.titles[name]), total=None, unit=UNITS.get(name, "step"))
+
+    def event(self, name: str, kind: str, payload, on_done: Callable[[str, dict], None] | None = None) -> None:
+        if kind == "epoch" and self.bar is not None:
+            done, total = payload
+            self.bar.update(self.tasks[name], completed=done, total=total)
+        elif kind == "log":
+            prefix = f"{name}: " if len(self.started) > 1 else ""
+            self.console.print(f"  {prefix}{payload}", markup=False, soft_wrap=True)
+        elif kind == "done":
+            if self.bar is not None:
+                task = self.tasks[name]
+                total = next(t.total for t in self.bar.tasks if t.id == task) or 1
+                self.bar.update(task, completed=total, total=total)
+                self.bar.stop_task(task)
+            on_done(name, payload)
+            self.started.remove(name)
+            self.console.print(f"{self.titles[name]}: done in {payload['seconds']:.1f}s{_outcome(name, payload)}",
+                               markup=False)
 
 
 class _NoDisplay:

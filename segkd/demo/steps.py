@@ -168,6 +168,9 @@ def _step_of(model: str) -> str:
     return "distill" if model == "student-kd" else model
 
 
+#: steps that need nothing from each other: with `plan.side_by_side` they run at once (segkd.demo.side_by_side)
+SIDE_BY_SIDE = ("teacher", "student")
+
 STEPS: list[tuple[str, Callable[[DemoContext], dict]]] = [
     ("data", step_data), ("teacher", step_teacher), ("student", step_student), ("distill", step_distill),
     ("eval", step_eval), ("export", step_export), ("bench", step_bench), ("predict", step_predict),

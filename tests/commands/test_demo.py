@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from typer.testing import CliRunner
 
 from segkd.cli import app
 from segkd.demo import runner as demo_runner
-from segkd.demo.plan import DemoPaths, commands, make_plan
+from segkd.demo.plan import DemoPaths, commands, keeping_commands, make_plan
+from segkd.demo.side_by_side import run_side_by_side
 from segkd.demo.state import DemoState
+from segkd.errors import ConfigError
 from segkd.report.table import COLUMNS
 
 cli = CliRunner()
@@ -32,7 +35,7 @@ def quick(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_quick_demo_writes_every_artefact(quick):
     out, doc = quick
-    assert list(doc["steps"]) == STEP_NAMES
+    assert sorted(doc["steps"]) == sorted(STEP_NAMES)  # in the order they finished: teacher/student either way
     paths = DemoPaths(out)
     for model in ("teacher", "student", "student-kd"):
         assert paths.best(model).is_file()
@@ -86,13 +89,14 @@ def test_rerun_skips_finished_steps_and_redoes_a_removed_one(quick, monkeypatch)
     (out / "demo-state.json").write_text(json.dumps(saved))
     state = demo_runner.run_demo(out, quick=True)
     assert ran == ["report"] and (out / "report.html").stat().st_mtime_ns > before
-    assert list(state.steps) == STEP_NAMES
+    assert sorted(state.steps) == sorted(STEP_NAMES) and list(state.steps)[-1] == "report"
 
 
 def _fake_steps(monkeypatch, ran: list) -> None:
     """Steps that only record that they ran (resume and --force logic without training)."""
     steps = [(name, lambda ctx, name=name: ran.append(name) or {"n": len(ran)}) for name in STEP_NAMES]
     monkeypatch.setattr(demo_runner, "STEPS", steps)
+    monkeypatch.setattr(demo_runner, "SIDE_BY_SIDE", ())  # a spawned process would run the real steps
 
 
 def test_interrupted_demo_continues_and_force_starts_over(tmp_path, monkeypatch):
@@ -116,6 +120,20 @@ def test_interrupted_demo_continues_and_force_starts_over(tmp_path, monkeypatch)
     ran.clear()
     demo_runner.run_demo(tmp_path, quick=True, force=True)
     assert ran == STEP_NAMES
+
+
+def test_side_by_side_steps_each_run_in_their_own_process(quick):
+    out, doc = quick
+    log = (out / "runs" / "train" / "teacher" / "results.csv").read_text().splitlines()
+    assert len(log) == 2  # one epoch
+    teacher, student = doc["steps"]["teacher"], doc["steps"]["student"]
+    assert teacher["pid"] != student["pid"] and os.getpid() not in (teacher["pid"], student["pid"])
+
+
+def test_a_failing_side_by_side_step_raises_its_own_error_here(tmp_path):
+    plan, paths = make_plan(quick=True), DemoPaths(tmp_path)  # no presets written: both steps fail to start
+    with pytest.raises(ConfigError, match=r"-demo\.yaml"):
+        run_side_by_side(["teacher", "student"], plan, paths, {}, lambda *event: None)
 
 
 def test_another_plan_in_the_same_folder_needs_force(tmp_path, monkeypatch):
@@ -159,6 +177,14 @@ def test_readme_story_is_what_the_demo_prints():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     block = readme.split("The same steps on the command line:\n\n```bash\n", 1)[1].split("```", 1)[0]
     assert block.splitlines() == list(commands(make_plan(), DemoPaths(Path("runs/demo"))).values())
+
+
+def test_readme_keeping_commands_are_what_the_demo_prints(quick):
+    out, doc = quick
+    assert doc["keeping"] == keeping_commands(DemoPaths(out))
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("### A student worth keeping", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    assert block.splitlines() == keeping_commands(DemoPaths(Path("runs/demo")))
 
 
 def test_live_display_shows_step_and_epochs(tmp_path, monkeypatch):
