@@ -3,8 +3,9 @@
 From epoch `quant.start_epoch` (default: the last 20 % of the epochs, or from the first when `model.weights`
 starts the run from trained fp32 weights) the student trains through the fake quantisers of `segkd.quant`:
 
-1. `prepare_qat` on the first batch: BatchNorm folded into its conv (checked: same outputs), uint8 per-tensor
-   input/output and 7-bit-in-int8 per-channel weight quantisers on every conv but the one producing the logits.
+1. `prepare_qat` on the first batch: BatchNorm and layer scales folded into their conv (checked: same outputs),
+   uint8 per-tensor input/output and 7-bit-in-int8 per-channel weight quantisers on every conv but the one
+   producing the logits.
 2. Calibration: `quant.calib_batches` train batches without gradients set each range to its min/max (ONNX
    Runtime's MinMax calibration), so QAT starts from post-training int8.
 3. Training: the scales and zero points are parameters (LSQ+), in an optimizer group `qat` at

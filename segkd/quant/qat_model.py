@@ -35,7 +35,7 @@ OP_SET = "conv"
 
 @dataclass
 class QATSpec:
-    folded: list[list[str]] = field(default_factory=list)  # [conv path, BatchNorm path]
+    folded: list[list[str]] = field(default_factory=list)  # [conv path, BatchNorm or layer-scale path], in order
     quantized: list[str] = field(default_factory=list)  # conv paths in int8
     logits_op: str | None = None  # the conv kept fp32
     op_set: str = OP_SET
@@ -56,8 +56,8 @@ class QATSpec:
 
     def describe(self) -> str:
         bits = "7-bit" if self.reduce_range else "8-bit"
-        return (f"BatchNorm folded into {len(self.folded)} convs; {len(self.quantized)} convs in int8 (uint8 "
-                f"activations per tensor, {bits} weights per channel); logits conv '{self.logits_op}' fp32")
+        return (f"BatchNorm and layer scales folded into convs ({len(self.folded)}); {len(self.quantized)} convs in "
+                f"int8 (uint8 activations per tensor, {bits} weights per channel); logits conv '{self.logits_op}' fp32")
 
 
 def is_qat(model: nn.Module) -> bool:
@@ -122,8 +122,8 @@ def prepare_qat(model: nn.Module, x: Tensor, reduce_range: bool = True, atol: fl
     model.train(was_training)
     scale = max(1.0, float(before.abs().max()))
     if not torch.allclose(before, after, atol=atol * scale, rtol=0):
-        raise JobFailed(f"{type(model).__name__}: folding BatchNorm into its conv changed the outputs (a conv "
-                        "output read by more than its BatchNorm?)")
+        raise JobFailed(f"{type(model).__name__}: folding BatchNorm or a layer scale into its conv changed the "
+                        "outputs (a conv output read by more than the module folded into it?)")
     spec.reads_int8 = _reading_int8(model, x, spec.quantized)
     apply_qat(model, dataclasses.replace(spec, folded=[]))
     model.qat_spec = spec

@@ -43,7 +43,7 @@ def test_qat_from_the_second_epoch_trains_weights_and_scales_and_saves_a_qat_bes
     trainer.train()
     assert seen == {0: False, 1: True}
     (line,) = [m for m in messages if m.startswith("qat: from epoch 2/2")]
-    assert "BatchNorm folded into 2 convs" in line and "logits conv 'head.2' fp32" in line
+    assert "BatchNorm and layer scales folded into convs (2)" in line and "logits conv 'head.2' fp32" in line
     assert "calibrated on 2 batches" in line
     group = next(g for g in trainer.optimizer.param_groups if g.get("name") == "qat")
     assert group["weight_decay"] == 0.0

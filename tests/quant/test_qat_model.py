@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from timm.layers import LayerScale2d
 from torch import nn
 
 from segkd.errors import JobFailed, WeightsError
@@ -59,6 +60,38 @@ def test_plan_folds_the_bn_and_keeps_the_logits_conv_fp32():
     with torch.no_grad():
         assert torch.allclose(model.eval()(x), before, atol=1e-5)  # folding alone changes nothing
     assert is_qat(model) and model.qat_spec is spec
+
+
+class ScaledResidual(nn.Module):
+    """MetaFormer's block tail: x + gamma · BN(conv(x)), gamma a timm LayerScale2d."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 1)
+        self.conv, self.bn, self.ls = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), LayerScale2d(8, 0.1)
+        self.logits = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.logits(x + self.ls(self.bn(self.conv(x))))
+
+
+def test_a_layer_scale_after_a_conv_and_its_bn_folds_into_the_conv():
+    torch.manual_seed(0)
+    model = ScaledResidual()
+    model.ls.gamma.data.uniform_(0.1, 1.0)
+    model.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        before = model.eval()(x)
+    spec = prepare_qat(model, x)
+    assert spec.folded == [["conv", "bn"], ["conv", "ls"]]  # in order: BN first, then the scale on its output
+    assert isinstance(model.ls, nn.Identity) and isinstance(model.bn, nn.Identity)
+    set_fake_quant(model, enabled=False)
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x), before, atol=1e-5)
+    rebuilt = apply_qat(ScaledResidual(), QATSpec.from_dict(spec.to_dict()))  # a checkpoint's surgery
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
 
 
 def test_calibration_sets_min_max_ranges_and_7_bit_weight_scales():
