@@ -65,9 +65,7 @@ def fold_weight_quantize(model: onnx.ModelProto) -> int:
         if node.op_type != "QuantizeLinear" or not all(name in consts for name in node.input):
             continue
         w, scale, zp = (consts[name] for name in node.input)
-        shape = [1] * w.ndim
-        if scale.ndim:  # per channel along `axis`
-            shape[node_attribute(node, "axis", 1) % w.ndim] = -1
+        shape = _scale_shape(node, scale, w.ndim)
         info = np.iinfo(zp.dtype)
         q = np.rint(w / scale.reshape(shape)) + zp.reshape(shape).astype(np.float64)
         graph.initializer.append(numpy_helper.from_array(np.clip(q, info.min, info.max).astype(zp.dtype),
@@ -113,14 +111,20 @@ def quantize_conv_bias(model: onnx.ModelProto) -> int:
     return len(added)
 
 
+def _scale_shape(node: onnx.NodeProto, scale: np.ndarray, ndim: int) -> list[int]:
+    """The shape that broadcasts a (De)QuantizeLinear's scale over its ndim-D input: per channel along `axis`."""
+    shape = [1] * ndim
+    if scale.ndim:
+        shape[node_attribute(node, "axis", 1) % ndim] = -1
+    return shape
+
+
 def _widen_weight_scale(graph: onnx.GraphProto, w_dq: onnx.NodeProto, consts: dict[str, np.ndarray],
                         floor: np.ndarray) -> None:
     """Raise `w_dq`'s per-channel weight scales to at least `floor` and requantize those channels' int8 weights
     (new initializers: the old ones may be shared)."""
     w, scale, zp = (consts[name] for name in w_dq.input)
-    axis = node_attribute(w_dq, "axis", 1) % w.ndim
-    shape = [1] * w.ndim
-    shape[axis] = -1
+    shape = _scale_shape(w_dq, scale, w.ndim)
     wider = np.maximum(scale, floor.astype(np.float32).reshape(scale.shape)).astype(np.float32)
     real = (w.astype(np.float64) - zp.reshape(shape)) * scale.reshape(shape)
     info = np.iinfo(w.dtype)
@@ -136,9 +140,7 @@ def _dequantize_weight(graph: onnx.GraphProto, conv: onnx.NodeProto, w_dq: onnx.
                        consts: dict[str, np.ndarray]) -> None:
     """Give `conv` its weight as the fp32 values its DequantizeLinear computes (no QDQ pattern left to fuse)."""
     w, scale, zp = (consts[name] for name in w_dq.input)
-    shape = [1] * w.ndim
-    if scale.ndim:
-        shape[node_attribute(w_dq, "axis", 1) % w.ndim] = -1
+    shape = _scale_shape(w_dq, scale, w.ndim)
     value = ((w.astype(np.float32) - zp.reshape(shape).astype(np.float32)) * scale.reshape(shape)).astype(np.float32)
     name = conv.input[1] + "_fp32"
     graph.initializer.append(numpy_helper.from_array(value, name))
