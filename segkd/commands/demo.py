@@ -46,15 +46,16 @@ def main(
         raise ConfigError(f"--images {images}: at least 5 (the 6:2:2 split needs an image in each part)")
     state = demo.runner.run_demo(out_dir, quick, images, seed, force, console=err, live=progress_enabled())
     result = state.steps["report"]
+    keeping = demo.plan.keeping_commands(demo.plan.DemoPaths(out_dir))
     if as_json:
         print_json({"plan": state.plan, "steps": state.steps, "table": result["table"], "kd_gain": result["kd_gain"],
-                    "keeping": demo.plan.keeping_commands(demo.plan.DemoPaths(out_dir))})
+                    "keeping": keeping})
         return
     out.print(result_table(result["table"]))
     out.print(f"distilled student vs student alone: {result['kd_gain']:+.2f} test mIoU points")
     out.print(f"report: {result['html']} · {result['md']}")
     out.print("a student worth keeping (longer runs, about an hour on 2 CPU cores; README \"A student worth keeping\"):")
-    for line in demo.plan.keeping_commands(demo.plan.DemoPaths(out_dir)):
+    for line in keeping:
         out.print(f"  {line}", soft_wrap=True, markup=False)
 
 

@@ -6,10 +6,10 @@ int8 export drive it).
 
 from segkd.quant.fake_quant import (ActivationFakeQuant, WeightFakeQuant, bake_weights, fake_quantizers,
                                     set_fake_quant)
-from segkd.quant.fold import find_conv_bn_pairs, fold_batchnorm
+from segkd.quant.fold import find_fold_pairs, fold_into_convs
 from segkd.quant.qat_model import QATSpec, apply_qat, calibrating, is_qat, plan_qat, prepare_qat
 
 __all__ = [
     "ActivationFakeQuant", "QATSpec", "WeightFakeQuant", "apply_qat", "bake_weights", "calibrating", "fake_quantizers",
-    "find_conv_bn_pairs", "fold_batchnorm", "is_qat", "plan_qat", "prepare_qat", "set_fake_quant",
+    "find_fold_pairs", "fold_into_convs", "is_qat", "plan_qat", "prepare_qat", "set_fake_quant",
 ]

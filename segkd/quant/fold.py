@@ -25,7 +25,7 @@ NORMS = (nn.BatchNorm2d,)
 SCALE_PARAMS = ("gamma", "scale")  # timm LayerScale2d, MetaFormer Scale
 
 
-def find_conv_bn_pairs(model: nn.Module, x: Tensor) -> list[tuple[str, str]]:
+def find_fold_pairs(model: nn.Module, x: Tensor) -> list[tuple[str, str]]:
     """(conv path, module path) of every BatchNorm2d or layer scale that reads a Conv2d's output directly, or a
     folded BatchNorm's output, in forward order (one forward)."""
     names = {m: n for n, m in model.named_modules()}
@@ -80,7 +80,7 @@ def forward_with_hooks(model: nn.Module, x: Tensor, handles: list) -> None:
 
 
 @torch.no_grad()
-def fold_batchnorm(model: nn.Module, pairs: list[tuple[str, str]]) -> None:
+def fold_into_convs(model: nn.Module, pairs: list[tuple[str, str]]) -> None:
     """Fold each (conv, BatchNorm or layer scale) pair of `model` in place, in order."""
     for conv_path, path in pairs:
         conv, module = model.get_submodule(conv_path), model.get_submodule(path)

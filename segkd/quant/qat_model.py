@@ -28,7 +28,7 @@ from torch.nn.utils import parametrize
 
 from segkd.errors import JobFailed, WeightsError
 from segkd.quant.fake_quant import ActivationFakeQuant, WeightFakeQuant, set_fake_quant
-from segkd.quant.fold import find_conv_bn_pairs, fold_batchnorm, forward_with_hooks
+from segkd.quant.fold import find_fold_pairs, fold_into_convs, forward_with_hooks
 
 OP_SET = "conv"
 
@@ -71,7 +71,7 @@ def plan_qat(model: nn.Module, x: Tensor, reduce_range: bool = True) -> QATSpec:
         raise JobFailed(f"{type(model).__name__}: no Conv2d to quantise")
     logits_op = next((name for name, out in convs if out is logits), convs[-1][0])  # else: the last conv run
     ordered = list(dict.fromkeys(name for name, _ in convs))
-    return QATSpec(folded=[list(p) for p in find_conv_bn_pairs(model, x)],
+    return QATSpec(folded=[list(p) for p in find_fold_pairs(model, x)],
                    quantized=[n for n in ordered if n != logits_op], logits_op=logits_op, reduce_range=reduce_range)
 
 
@@ -96,7 +96,7 @@ def _conv_outputs(model: nn.Module, x: Tensor) -> tuple[list[tuple[str, Tensor]]
 
 def apply_qat(model: nn.Module, spec: QATSpec) -> nn.Module:
     """Fold and attach the quantisers in place (the quantisers start at scale 1: calibrate before training)."""
-    fold_batchnorm(model, [tuple(p) for p in spec.folded])
+    fold_into_convs(model, [tuple(p) for p in spec.folded])
     reads_int8 = set(spec.reads_int8)
     for path in spec.quantized:
         conv = model.get_submodule(path)
@@ -117,7 +117,7 @@ def prepare_qat(model: nn.Module, x: Tensor, reduce_range: bool = True, atol: fl
     was_training = model.training
     with torch.no_grad():
         before = model.eval()(x)
-        fold_batchnorm(model, [tuple(p) for p in spec.folded])
+        fold_into_convs(model, [tuple(p) for p in spec.folded])
         after = model(x)
     model.train(was_training)
     scale = max(1.0, float(before.abs().max()))
