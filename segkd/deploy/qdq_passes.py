@@ -24,8 +24,8 @@ import onnx
 from onnx import numpy_helper
 
 from segkd.deploy.graph_passes import constant_values, node_attribute
+from segkd.quant.fake_quant import INT32_BIAS_MAX
 
-INT32_BIAS_MAX = 2**30  # the largest |bias / (input scale × weight scale)| kept: int32 with a 2× margin
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:

@@ -3,6 +3,7 @@
     ActivationFakeQuant  uint8 [0, 255], one scale and zero point per tensor (asymmetric)
     WeightFakeQuant      int8, one scale per output channel, zero point 0 (symmetric); 7-bit [-64, 63] by default
                          (`reduce_range`, see the class), [-128, 127] without
+    bias_rounding        a conv bias on ONNX Runtime's int32 grid (input scale × weight scale): what it adds
 
 Both are calibrated, then learned:
 - calibration (`observing=True`, a few batches without gradients): the range is the running min/max of what
@@ -10,14 +11,17 @@ Both are calibrated, then learned:
   zero point = round(-min / scale)); weights: scale = max |w| / ((q_max - q_min) / 2) per output channel, as
   its symmetric weight quantiser does.
 - training: LSQ+ (Esser et al. 2020; Bhalgat et al. 2020): the scale (and an activation's zero point) are
-  parameters with the straight-through gradient of `torch._fake_quantize_learnable_*`, scaled by
-  1/sqrt(N·Q_max) so that they learn at the pace of the weights. Calibration starts QAT where post-training
-  int8 stands; learning then trades clipping against rounding error under the training (and KD) losses.
+  parameters with straight-through gradients, scaled by 1/sqrt(N·Q_max) so that they learn at the pace of the
+  weights. Calibration starts QAT where post-training int8 stands; learning then trades clipping against
+  rounding error under the training (and KD) losses.
+The forward is `fake_quantize`: ONNX's QuantizeLinear arithmetic, x / scale rounded half to even. torch's fused
+fake-quantisation kernels multiply by 1/scale instead, and a tie (x / scale exactly k + 0.5) then rounds down:
+frequent, as a calibrated scale is often a simple ratio of the previous conv's output scale (measured: 216 of
+16 384 elements of one activation in a 4-conv test model, each moving a downstream output by a step).
 During `torch.onnx.export` (of a model whose weights went through `bake_weights`, so that they sit on their
 grid: ONNX's QuantizeLinear only clamps to the type's range) each quantiser traces as one QuantizeLinear /
 DequantizeLinear pair with its current scale and zero point (`fake_quantize_per_*_affine` symbolics, opset
->= 13): the QDQ graph computes what the PyTorch forward does, with the rounding ONNX specifies (half to even,
-as torch's).
+>= 13): the QDQ graph computes what the PyTorch forward does.
 """
 
 from __future__ import annotations
@@ -31,6 +35,27 @@ U8 = (0, 255)
 S8 = (-128, 127)
 S7 = (-64, 63)  # `reduce_range`: 7-bit weights, stored as int8
 MIN_SCALE = 1e-8  # a range that saw only zeros
+INT32_BIAS_MAX = 2**30  # the largest |bias / (input scale × weight scale)| kept: int32 with a 2× margin
+
+
+def fake_quantize(x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int, grad_factor: float) -> Tensor:
+    """DequantizeLinear(QuantizeLinear(x)) as ONNX specifies it: (clamp(round(x / scale) + zp) - zp) · scale, zp the
+    rounded `zero_point`, rounding half to even. `scale` and `zero_point` broadcast against x (per tensor or per
+    channel). Gradients: straight through the rounding (x: 1 inside the range, 0 outside; scale and zero point:
+    LSQ+'s), those of scale and zero point multiplied by `grad_factor`."""
+    scale, zero_point = _grad_scaled(scale, grad_factor), _grad_scaled(zero_point, grad_factor)
+    zero_point = _round_ste(zero_point).clamp(qmin, qmax)
+    q = (_round_ste(x / scale) + zero_point).clamp(qmin, qmax)
+    return (q - zero_point) * scale
+
+
+def _round_ste(t: Tensor) -> Tensor:
+    return t + (t.round() - t).detach()
+
+
+def _grad_scaled(t: Tensor, factor: float) -> Tensor:
+    """`t` forward, its gradient times `factor` backward."""
+    return (t - t * factor).detach() + t * factor
 
 
 class ActivationFakeQuant(nn.Module):
@@ -54,8 +79,7 @@ class ActivationFakeQuant(nn.Module):
             scale = float(self.scale.detach().clamp(min=MIN_SCALE))
             return torch.fake_quantize_per_tensor_affine(x, scale, zp, *U8)
         grad_factor = 1.0 / math.sqrt(x[0].numel() * U8[1])
-        return torch._fake_quantize_learnable_per_tensor_affine(
-            x, self.scale.clamp(min=MIN_SCALE), self.zero_point, *U8, grad_factor)
+        return fake_quantize(x, self.scale.clamp(min=MIN_SCALE), self.zero_point, *U8, grad_factor)
 
     @torch.no_grad()
     def _observe(self, x: Tensor) -> None:
@@ -97,13 +121,26 @@ class WeightFakeQuant(nn.Module):
         if torch.onnx.is_in_onnx_export():  # the scale as an initializer: no clamp node on it in the graph
             self.scale.data.clamp_(min=MIN_SCALE)
             return torch.fake_quantize_per_channel_affine(w, self.scale, self.zero_point.int(), 0, *S8)  # baked
-        scale = self.scale.clamp(min=MIN_SCALE)
+        shape = (-1,) + (1,) * (w.dim() - 1)
+        scale = self.scale.clamp(min=MIN_SCALE).view(shape)
         grad_factor = 1.0 / math.sqrt(w[0].numel() * self.qmax)
-        return torch._fake_quantize_learnable_per_channel_affine(w, scale, self.zero_point, 0, self.qmin, self.qmax,
-                                                                 grad_factor)
+        return fake_quantize(w, scale, self.zero_point.view(shape), self.qmin, self.qmax, grad_factor)
 
     def extra_repr(self) -> str:
         return f"int8 [{self.qmin}, {self.qmax}] per channel ({self.scale.numel()}), symmetric"
+
+
+@torch.no_grad()
+def bias_rounding(bias: Tensor, input_scale: Tensor, weight_scale: Tensor) -> Tensor:
+    """round(b / s) · s - b per output channel, s = input scale × weight scale: the int32 bias of ONNX Runtime's
+    QLinearConv is the fp32 bias rounded to that grid (`segkd.deploy.qdq_passes.quantize_conv_bias`, same
+    arithmetic). Small (half an accumulator step at most), but a deep int8 network amplifies it: without it,
+    MobileNetV3's QAT graph labelled 0.5 % of the pixels otherwise than its fake-quantised forward. No gradient:
+    the bias trains as if exact (straight-through). A bias too large for the grid (a dead channel, weight scale
+    ~0) stays exact, as the export widens that channel's weight scale to hold it."""
+    step = (input_scale.double().clamp(min=MIN_SCALE) * weight_scale.double().clamp(min=MIN_SCALE)).float()
+    q = torch.round(bias.double() / step.double())
+    return torch.where(q.abs() > INT32_BIAS_MAX, 0.0, (q * step.double() - bias.double())).to(bias.dtype)
 
 
 def fake_quantizers(model: nn.Module) -> list[nn.Module]:

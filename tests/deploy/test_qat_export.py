@@ -47,25 +47,30 @@ def meta(size=16):
     return DeployMeta("chain", 3, ["a", "b", "c"], [[0, 0, 0]] * 3, [size, size])
 
 
-def test_onnx_runtime_int8_equals_the_fake_quantised_forward_within_one_step(tmp_path):
-    torch.manual_seed(0)
+def test_onnx_runtime_int8_equals_the_fake_quantised_forward(tmp_path):
+    torch.manual_seed(1)
     model = Chain()
     model.bn.running_var.uniform_(0.5, 2.0)
     apply_qat(model, QATSpec(folded=[["c1", "bn"]], quantized=["c1", "c2", "c3", "c4"], logits_op=None))
     calibrate(model)  # every conv in int8: the output itself is uint8, one step = c4's output scale
-    x = torch.randn(2, 3, 16, 16)
+    x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         ref = model(x).numpy()
     export_qat_int8(model, meta(), tmp_path / "m.int8.onnx", dynamic=True)
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    got = ort.InferenceSession(str(tmp_path / "m.int8.onnx"), options,
-                               providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})[0]
+    got = {}
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        options = ort.SessionOptions()  # disabled: the QDQ graph as written; all: ONNX Runtime's int8 kernels
+        options.graph_optimization_level = level
+        options.optimized_model_filepath = str(tmp_path / f"{level.name}.onnx")
+        got[level.name] = ort.InferenceSession(str(tmp_path / "m.int8.onnx"), options, providers=[
+            "CPUExecutionProvider"]).run(None, {"images": x.numpy()})[0]
     step = float(model.c4.output_quant.scale.detach())
-    assert np.abs(got - ref).max() <= step * 1.001
-    assert np.mean(np.abs(got - ref) > 1e-6) < 0.2  # mostly identical; the rest one rounding step apart
-    fused = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
-    assert fused.count("QLinearConv") == 4 and "Conv" not in fused  # ONNX Runtime's int8 kernels
+    # the same uint8 outputs (torch's own fake-quant kernels and fp32 biases put 1 % of them a step away)
+    assert np.abs(got["ORT_DISABLE_ALL"] - ref).max() < step / 100
+    fused = got["ORT_ENABLE_ALL"]  # QLinearAdd (c3 + its input) rounds on its own: a rare step
+    assert np.abs(fused - ref).max() <= step * 1.001 and np.mean(np.abs(fused - ref) > step / 100) < 0.002
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "ORT_ENABLE_ALL.onnx")).graph.node]
+    assert ops.count("QLinearConv") == 4 and "Conv" not in ops
 
 
 def test_a_dead_channel_with_a_bias_keeps_its_conv_int8_and_exact(tmp_path):

@@ -129,7 +129,7 @@ def test_a_conv_reading_a_quantised_output_unchanged_has_no_input_quantiser():
 
     assert quantised(net()).qat_spec.reads_int8 == []  # ReLU(inplace) between c1 and c2 changes the tensor
     direct = quantised(_randomised(Direct()))
-    assert direct.qat_spec.reads_int8 == ["c2"] and not hasattr(direct.c2, "input_quant")
+    assert direct.qat_spec.reads_int8 == [["c2", "c1"]] and not hasattr(direct.c2, "input_quant")
     with torch.inference_mode():  # eval's mode: no version counters needed at run time
         assert direct.eval()(torch.randn(1, 3, 16, 16)).shape == (1, 4, 16, 16)
 
