@@ -3,14 +3,16 @@
     python benchmarks/kd_compare.py [--methods pkl+nfd,cwd,kl] [--seeds 3] [--budget-s 300] [--teacher CKPT]
                                     [--student-arch segformer_b0] [--json]
 
-Data: `segkd demo`'s synthetic orange defects (`segkd.commands.demo.run_demo`: `--images` images at `--size`,
-stratified 6:2:2, data seed 0) and its recipe (`fastsegformer-p-demo.yaml`: AdamW 2e-3 poly, hflip, CE + Dice,
-distill.normalize on). Every model is scored with its final weights on the test split (never seen in training
-or model selection).
+Data: `segkd demo`'s synthetic orange defects and its two presets, written by the demo's own data step
+(`segkd.demo.steps.step_data`: `--images` images at 256 px, stratified 6:2:2, data seed 0; the student's recipe
+`fastsegformer-p-demo.yaml` at 128 px: AdamW 2e-3 poly, hflip, CE + Dice, NHWC, distill.normalize on; the
+teacher's `segformer-b1-demo.yaml` at 160 px). Every model is scored with its final weights on the test split
+(never seen in training or model selection).
 
 Plan, the same for every method:
-  1. the teacher is trained once (`--teacher-arch`, default the demo's FastSegFormer-P, for `--teacher-budget-s`,
-     seed 0), or taken from `--teacher` (any segkd checkpoint with the demo's 4 classes);
+  1. the teacher is trained once (the demo's SegFormer-B1 recipe, `--teacher-arch` to change the model, for
+     `--teacher-budget-s`, seed 0), or taken from `--teacher` (any segkd checkpoint trained on the same data, e.g.
+     a longer `segkd demo` teacher; it is seen at its own input size);
   2. for each seed in 0..N-1: the student alone, then the student distilled with each method, every run with the
      same seed (same initial weights, same data order), the same data and `train.time` = `--budget-s` seconds
      (`segkd.engine.time_budget`: the epoch count and lr schedule stretch to the budget; the teacher's forward
@@ -43,10 +45,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from segkd.commands.demo import RECIPE_FILE, run_demo
 from segkd.config import Config, config_from_dict, load_config
 from segkd.data.dataset import open_dataset
 from segkd.data.synthetic import CLASSES
+from segkd.demo.plan import DemoPaths, make_plan
+from segkd.demo.steps import DemoContext, step_data
 from segkd.engine.distill import Distiller
 from segkd.engine.evaluator import evaluate_model
 from segkd.engine.trainer import train
@@ -160,7 +163,7 @@ def main() -> None:
     parser.add_argument("--teacher-budget-s", type=float, default=None, help="default: 3 × --budget-s")
     parser.add_argument("--student-arch", default=None, help="e.g. segformer_b0, mobilev3_large_lraspp")
     parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--size", type=int, default=128, help="demo image side = network input side")
+    parser.add_argument("--size", type=int, default=None, help="student input side (default: the demo's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", type=Path, default=None, help="keep data and runs here (default: a temp folder)")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -183,19 +186,21 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
-        demo = run_demo(work / "demo", images=args.images, size=args.size, seed=0)
-        data, recipe, project = demo.data_root, demo.out / RECIPE_FILE, work / "runs"
-        size = {"data.input_size": args.size}
+        paths = DemoPaths(work / "demo")
+        plan = make_plan(images=args.images)
+        step_data(DemoContext(plan, paths, {}))  # the demo's data and presets, as `segkd demo` writes them
+        data, recipe, project = paths.data, paths.preset("student"), work / "runs"
+        size = {"data.input_size": args.size} if args.size else {}
         teacher = args.teacher
         if teacher is None:
-            t_cfg = run_config(recipe, data, project, "teacher", 0, args.teacher_budget_s or 3 * args.budget_s,
-                               args.device, args.teacher_arch, size)
+            t_cfg = run_config(paths.preset("teacher"), data, project, "teacher", 0,
+                               args.teacher_budget_s or 3 * args.budget_s, args.device, args.teacher_arch)
             teacher = train(t_cfg)["last"]
         teacher_miou, teacher_arch = test_miou(teacher, data, args.device), read_checkpoint(teacher)["arch"]
         log(f"teacher {teacher_arch} {teacher}: test mIoU {teacher_miou:.2f}")
         runs: dict[str, list[dict]] = {ALONE: [], **{m: [] for m in methods}}
         log(f"plan: seeds 0..{args.seeds - 1} × ({', '.join(runs)}), {args.budget_s:g} s of training each, "
-            f"student {args.student_arch or 'of the demo recipe'}, the same {args.images} images at {args.size} px")
+            f"student {args.student_arch or 'of the demo recipe'}, the same {args.images} images")
         for seed in range(args.seeds):
             for method in runs:
                 kd = None if method == ALONE else {"distill.teacher.weights": teacher, "distill.terms": methods[method]}
@@ -206,7 +211,7 @@ def main() -> None:
                 log(f"seed {seed} {method}: test mIoU {result['miou']:.2f} after {result['epochs']} epochs "
                     f"({result['seconds']:.0f} s, peak {result['peak_mb']:.0f} MB)")
     setup = {"student": cfg.model.arch, "teacher": teacher_arch, "device": args.device,
-             "threads": torch.get_num_threads(), "size": args.size, "batch": cfg.train.batch_size,
+             "threads": torch.get_num_threads(), "size": cfg.data.input_size, "batch": cfg.train.batch_size,
              "budget_s": args.budget_s, "seeds": args.seeds, "images": args.images, "methods": methods}
     doc = {"setup": setup, "teacher_miou": teacher_miou, "rows": summarise(runs),
            "seconds": time.perf_counter() - start, "classes": CLASSES}
