@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import torch
 from onnx import numpy_helper
 
 from segkd.deploy.graph_passes import constant_values, node_attribute
-from segkd.quant.fake_quant import INT32_BIAS_MAX
+from segkd.quant.fake_quant import INT32_BIAS_MAX, bias_grid
 
 
 
@@ -89,15 +90,13 @@ def quantize_conv_bias(model: onnx.ModelProto) -> int:
         if x_dq is None or w_dq is None or conv.input[2] in dq:
             continue
         bias, x_scale = consts[conv.input[2]].astype(np.float64), consts[x_dq.input[1]].astype(np.float64)
-        scale = (x_scale * consts[w_dq.input[1]]).astype(np.float32).reshape(-1)  # C_out or 1
-        q = np.rint(bias / scale)
+        q, scale = _int32_bias(bias, x_scale, consts[w_dq.input[1]])
         if np.abs(q).max(initial=0) > INT32_BIAS_MAX:  # a dead channel (weight scale ~0) with a bias
             if consts[w_dq.input[1]].ndim == 0:
                 _dequantize_weight(graph, conv, w_dq, consts)  # one scale for all: this conv runs fp32
                 continue
             _widen_weight_scale(graph, w_dq, consts, np.abs(bias) / (x_scale * INT32_BIAS_MAX))
-            scale = (x_scale * consts[w_dq.input[1]]).astype(np.float32).reshape(-1)
-            q = np.rint(bias / scale)
+            q, scale = _int32_bias(bias, x_scale, consts[w_dq.input[1]])
         q = q.astype(np.int32)
         name = conv.input[2] + "_int32"
         graph.initializer.extend([numpy_helper.from_array(q, name),
@@ -109,6 +108,12 @@ def quantize_conv_bias(model: onnx.ModelProto) -> int:
     for i, node in enumerate(added):  # constant inputs only: first in topological order
         graph.node.insert(i, node)
     return len(added)
+
+
+def _int32_bias(bias: np.ndarray, x_scale: np.ndarray, w_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(q, its float32 scale, C_out or 1): `segkd.quant.bias_grid`, the arithmetic the QAT forward adds."""
+    q, step = bias_grid(*(torch.tensor(a) for a in (bias, x_scale, w_scale)))  # C_out-long copies
+    return q.numpy(), step.numpy().reshape(-1)
 
 
 def _scale_shape(node: onnx.NodeProto, scale: np.ndarray, ndim: int) -> list[int]:

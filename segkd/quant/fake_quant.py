@@ -131,16 +131,24 @@ class WeightFakeQuant(nn.Module):
 
 
 @torch.no_grad()
+def bias_grid(bias: Tensor, input_scale: Tensor, weight_scale: Tensor) -> tuple[Tensor, Tensor]:
+    """(q, step) per output channel: the int32 bias of ONNX Runtime's QLinearConv, q = round(b / step) (float64,
+    half to even), on the grid step = input scale × weight scale (float32). The export writes q
+    (`segkd.deploy.qdq_passes.quantize_conv_bias`) and the fake-quantised forward adds q · step
+    (`bias_rounding`): one arithmetic for both."""
+    step = (input_scale.double() * weight_scale.double()).float()
+    return torch.round(bias.double() / step.double()), step
+
+
+@torch.no_grad()
 def bias_rounding(bias: Tensor, input_scale: Tensor, weight_scale: Tensor) -> Tensor:
-    """round(b / s) · s - b per output channel, s = input scale × weight scale: the int32 bias of ONNX Runtime's
-    QLinearConv is the fp32 bias rounded to that grid (`segkd.deploy.qdq_passes.quantize_conv_bias`, same
-    arithmetic). Small (half an accumulator step at most), but a deep int8 network amplifies it: without it,
-    MobileNetV3's QAT graph labelled 0.5 % of the pixels otherwise than its fake-quantised forward. No gradient:
-    the bias trains as if exact (straight-through). A bias too large for the grid (a dead channel, weight scale
-    ~0) stays exact, as the export widens that channel's weight scale to hold it."""
-    step = (input_scale.double().clamp(min=MIN_SCALE) * weight_scale.double().clamp(min=MIN_SCALE)).float()
-    q = torch.round(bias.double() / step.double())
-    return torch.where(q.abs() > INT32_BIAS_MAX, 0.0, (q * step.double() - bias.double())).to(bias.dtype)
+    """q · step - b per output channel (`bias_grid`): what moves a conv's fp32 bias onto ONNX Runtime's int32 grid.
+    Small (half an accumulator step at most), but a deep int8 network amplifies it: without it, MobileNetV3's QAT
+    graph labelled 0.5 % of the pixels otherwise than its fake-quantised forward. No gradient: the bias trains as
+    if exact (straight-through). A bias too large for the grid (a dead channel, weight scale ~0) stays exact, as
+    the export widens that channel's weight scale to hold it."""
+    q, step = bias_grid(bias, input_scale.clamp(min=MIN_SCALE), weight_scale.clamp(min=MIN_SCALE))
+    return torch.where(q.abs() > INT32_BIAS_MAX, 0.0, q * step.double() - bias.double()).to(bias.dtype)
 
 
 def fake_quantizers(model: nn.Module) -> list[nn.Module]:
